@@ -1,0 +1,36 @@
+# The template repository. Needs only python3, git and make: uv is bootstrapped into .tools/.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(or $(shell command -v uv 2>/dev/null),$(CURDIR)/.tools/bin/uv)
+RUN := $(UV) run --frozen
+DEMO := build/demo
+export MLFLOW_DISABLE_TELEMETRY := true
+export BENTOML_DO_NOT_TRACK := true
+
+.PHONY: help install demo demo-down test lint lock
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(CURDIR)/.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check 'uv>=0.9,<1'
+
+install: $(UV) ## Install the template's tooling (copier, pytest) from uv.lock
+	$(UV) sync --frozen
+
+demo: install ## Render the template with its default answers into build/demo and run the main job there
+	$(RUN) python scripts/demo.py $(DEMO)
+
+demo-down: ## Stop what `make demo` started
+	@if [ -d $(DEMO) ]; then $(MAKE) -C $(DEMO) down; fi
+
+test: install ## The whole test suite: answers, rendering matrix, generated projects' own checks, update
+	$(RUN) pytest
+
+lint: install ## Lint the template's own code
+	$(RUN) ruff check scripts tests
+	$(RUN) ruff format --check scripts tests
+
+lock: install ## Re-lock the generated project's dependencies (one lock per cloud choice)
+	$(RUN) python scripts/lock.py

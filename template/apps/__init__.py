@@ -1,0 +1,1 @@
+"""The platform's applications: training job, tracking server configuration, model serving."""

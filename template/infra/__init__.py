@@ -1,0 +1,1 @@
+"""The Pulumi program: typed settings, one ComponentResource per concern, wired in `__main__.py`."""

@@ -1,0 +1,285 @@
+"""The typed settings of one stack: what `stacks/Pulumi.<env>.yaml` may say.
+
+One pydantic model tree, frozen and closed (`extra="forbid"`): a misspelled key is an error, not
+a silently ignored setting. Defaults are the secure and cheap posture. Loading (from the YAML file
+or from `pulumi.Config`) lives in `infra.config`; this module is pure data and rules.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from ipaddress import IPv4Network
+from typing import Annotated, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    DEV = "dev"
+    STAGING = "staging"
+    PROD = "prod"
+
+
+class Cloud(StrEnum):
+    AWS = "aws"
+    GCP = "gcp"
+
+
+# Models are promoted through these environments in this order; `local` is outside the chain.
+PROMOTION_ORDER: tuple[Environment, ...] = (Environment.DEV, Environment.STAGING, Environment.PROD)
+
+# The regions the template offers (and the cost model prices). copier.yml validates against the same lists.
+AWS_REGIONS = ("us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1")
+GCP_REGIONS = (
+    "us-central1",
+    "us-east1",
+    "us-west1",
+    "europe-west1",
+    "europe-west4",
+    "asia-southeast1",
+)
+AwsRegion = Literal["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1"]
+GcpRegion = Literal[
+    "us-central1", "us-east1", "us-west1", "europe-west1", "europe-west4", "asia-southeast1"
+]
+
+Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=40)]
+Label = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+Email = Annotated[str, Field(pattern=r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")]
+KubernetesVersion = Annotated[str, Field(pattern=r"^1\.\d{2}$")]
+Quantity = Annotated[str, Field(pattern=r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")]
+# CloudWatch accepts only these retention periods; GCP log buckets accept any, so one list serves both.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
+
+OPEN_CIDR = IPv4Network("0.0.0.0/0")
+
+
+class NodePool(Frozen):
+    """A group of worker nodes. Sizes are node counts; `desired_nodes` is what the cost model assumes."""
+
+    machine_types: list[str] = Field(min_length=1, max_length=10)
+    min_nodes: int = Field(ge=0, le=200)
+    max_nodes: int = Field(ge=1, le=200)
+    desired_nodes: int = Field(ge=0, le=200)
+    disk_gb: int = Field(default=50, ge=20, le=4000)
+    spot: bool
+    # Hours a month a node of this pool runs on average (730 = always on); the cost model uses it.
+    hours_per_month: float = Field(default=730, gt=0, le=744)
+
+    @model_validator(mode="after")
+    def _sizes_ordered(self) -> Self:
+        if not self.min_nodes <= self.desired_nodes <= self.max_nodes:
+            raise ValueError(
+                f"node counts must satisfy min_nodes <= desired_nodes <= max_nodes "
+                f"(got {self.min_nodes} <= {self.desired_nodes} <= {self.max_nodes})"
+            )
+        return self
+
+
+class ClusterSettings(Frozen):
+    kubernetes_version: KubernetesVersion = "1.33"
+    # Empty: the API endpoint is private (reachable from the VPC only). Never 0.0.0.0/0.
+    endpoint_public_access_cidrs: list[IPv4Network] = Field(default_factory=list, max_length=40)
+    system_pool: NodePool
+    spot_pool: NodePool
+
+    @model_validator(mode="after")
+    def _secure_and_cheap(self) -> Self:
+        if any(cidr == OPEN_CIDR for cidr in self.endpoint_public_access_cidrs):
+            raise ValueError(
+                "endpoint_public_access_cidrs must not contain 0.0.0.0/0: list your office/VPN ranges "
+                "or leave it empty for a private endpoint"
+            )
+        if self.system_pool.spot:
+            raise ValueError("system_pool.spot must be false: cluster add-ons need on-demand nodes")
+        if not self.spot_pool.spot:
+            raise ValueError("spot_pool.spot must be true: training and batch run on spot capacity")
+        if self.system_pool.min_nodes < 1:
+            raise ValueError("system_pool.min_nodes must be at least 1: the cluster needs a node for its add-ons")
+        return self
+
+
+class AwsSettings(Frozen):
+    region: AwsRegion
+    vpc_cidr: IPv4Network = IPv4Network("10.20.0.0/16")
+    availability_zones: int = Field(default=2, ge=2, le=3)
+    # One NAT gateway for the VPC (cheap) or one per AZ (survives an AZ outage).
+    single_nat_gateway: bool = True
+    cluster: ClusterSettings
+
+
+class GcpSettings(Frozen):
+    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+    region: GcpRegion
+    subnet_cidr: IPv4Network = IPv4Network("10.30.0.0/20")
+    pods_cidr: IPv4Network = IPv4Network("10.32.0.0/14")
+    services_cidr: IPv4Network = IPv4Network("10.36.0.0/20")
+    master_cidr: IPv4Network = IPv4Network("172.16.0.0/28")
+    release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
+    cluster: ClusterSettings
+
+
+class LocalClusterSettings(Frozen):
+    """An existing (on-prem or laptop) Kubernetes cluster that the `local` stack deploys the apps to."""
+
+    kubeconfig: str = "~/.kube/config"
+    context: str | None = None
+    storage_class: str | None = None
+    object_store: Literal["minio"] = "minio"
+
+
+class StorageSettings(Frozen):
+    # Old artifact versions move to an archive storage class after this many days.
+    archive_after_days: int = Field(default=30, ge=1, le=3650)
+    noncurrent_expire_days: int = Field(default=365, ge=1, le=36500)
+    abort_incomplete_upload_days: int = Field(default=7, ge=1, le=365)
+    # Customer-managed encryption key (AWS KMS / Cloud KMS) instead of the provider-managed default.
+    customer_managed_key: bool = True
+    # Deleting a stack must not silently delete the model artifacts.
+    force_destroy: bool = False
+    # Assumption for the cost model: GB of artifacts stored on average.
+    expected_gb: float = Field(default=50, ge=0, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _expiry_after_archive(self) -> Self:
+        if self.noncurrent_expire_days <= self.archive_after_days:
+            raise ValueError(
+                f"noncurrent_expire_days ({self.noncurrent_expire_days}) must be greater than "
+                f"archive_after_days ({self.archive_after_days})"
+            )
+        return self
+
+
+class BudgetSettings(Frozen):
+    monthly_usd: float = Field(gt=0, le=1_000_000)
+    alert_emails: list[Email] = Field(min_length=1, max_length=10)
+    actual_thresholds_pct: list[int] = Field(default=[50, 80, 100], min_length=1)
+    forecast_thresholds_pct: list[int] = Field(default=[100])
+
+    @model_validator(mode="after")
+    def _thresholds_valid(self) -> Self:
+        for name in ("actual_thresholds_pct", "forecast_thresholds_pct"):
+            values = getattr(self, name)
+            if any(not 1 <= v <= 1000 for v in values) or values != sorted(set(values)):
+                raise ValueError(f"{name} must be distinct percentages 1-1000 in increasing order (got {values})")
+        return self
+
+
+class ModelPin(Frozen):
+    """The model version this environment serves. Changing it in a pull request is a promotion."""
+
+    name: Slug
+    # Required, but may be null: nothing has been promoted to this environment yet.
+    version: PositiveInt | None
+
+
+class ServingSettings(Frozen):
+    model: ModelPin
+    min_replicas: int = Field(default=1, ge=0, le=100)
+    max_replicas: int = Field(default=3, ge=1, le=100)
+    cpu: Quantity = "500m"
+    memory: Quantity = "1Gi"
+    workers: int = Field(default=1, ge=1, le=16)
+    # Largest batch one request may carry; larger requests are refused with 413.
+    max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _replicas_ordered(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
+            )
+        return self
+
+
+class TrackingSettings(Frozen):
+    # `postgres`: a Postgres StatefulSet in the cluster; `external`: a managed database you provide.
+    database: Literal["postgres", "external"] = "postgres"
+    external_database_host: str | None = None
+    database_storage_gb: int = Field(default=20, ge=1, le=10_000)
+    auth: bool = True
+    cpu: Quantity = "500m"
+    memory: Quantity = "1Gi"
+
+    @model_validator(mode="after")
+    def _external_needs_host(self) -> Self:
+        if (self.database == "external") != (self.external_database_host is not None):
+            raise ValueError("external_database_host is required exactly when database is 'external'")
+        return self
+
+
+class MonitoringSettings(Frozen):
+    enabled: bool = True
+    log_retention_days: int = 30
+    p95_latency_ms: int = Field(default=250, ge=1, le=60_000)
+    error_rate_pct: float = Field(default=1.0, gt=0, le=100)
+    drift_threshold: float = Field(default=0.2, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _retention_supported(self) -> Self:
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
+                f"(got {self.log_retention_days})"
+            )
+        return self
+
+
+class Tags(Frozen):
+    """Put on every taggable resource, with `project`, `environment` and `managed-by` added."""
+
+    owner: Label
+    cost_center: Label
+
+
+class Settings(Frozen):
+    environment: Environment
+    clouds: list[Cloud] = Field(max_length=2)
+    tags: Tags
+    aws: AwsSettings | None = None
+    gcp: GcpSettings | None = None
+    local_cluster: LocalClusterSettings | None = None
+    storage: StorageSettings = StorageSettings()
+    budget: BudgetSettings | None = None
+    tracking: TrackingSettings = TrackingSettings()
+    serving: ServingSettings
+    monitoring: MonitoringSettings = MonitoringSettings()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if len(set(self.clouds)) != len(self.clouds):
+            raise ValueError(f"clouds must not repeat a cloud (got {[c.value for c in self.clouds]})")
+        if self.environment is Environment.LOCAL:
+            if self.clouds or self.aws or self.gcp:
+                raise ValueError("the local environment runs on an existing cluster: clouds must be [] and no aws/gcp section")
+            if self.local_cluster is None:
+                raise ValueError("the local environment needs a local_cluster section (kubeconfig, context)")
+            return self
+        if not self.clouds:
+            raise ValueError(f"the {self.environment} environment needs at least one cloud in clouds (aws, gcp)")
+        if self.local_cluster is not None:
+            raise ValueError("local_cluster is only for the local environment")
+        for cloud in Cloud:
+            section = getattr(self, cloud.value)
+            if cloud in self.clouds and section is None:
+                raise ValueError(f"clouds lists {cloud.value} but the {cloud.value} section is missing")
+            if cloud not in self.clouds and section is not None:
+                raise ValueError(f"a {cloud.value} section is given but clouds does not list {cloud.value}")
+        if self.budget is None:
+            raise ValueError(f"the {self.environment} environment needs a budget (monthly_usd, alert_emails)")
+        return self
+
+    @property
+    def clusters(self) -> dict[Cloud, ClusterSettings]:
+        """The managed clusters this stack creates, per cloud."""
+        result: dict[Cloud, ClusterSettings] = {}
+        if self.aws:
+            result[Cloud.AWS] = self.aws.cluster
+        if self.gcp:
+            result[Cloud.GCP] = self.gcp.cluster
+        return result

@@ -1,0 +1,79 @@
+"""`mlops`: every step the workflows run, runnable on a laptop.
+
+Each command is a thin layer over a function in `pipelines/` (or `infra/`, `policies/`) that the
+tests call directly; this module only parses arguments, renders results and maps errors to exit
+codes (see `pipelines.errors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import click
+import typer
+
+from infra.config import SettingsError
+from pipelines import config_cmd
+from pipelines.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
+from pipelines.output import err_console
+
+app = typer.Typer(
+    name="mlops",
+    help="Run the ML platform's lifecycle: local environment, training, plans, policy, promotion.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(config_cmd.app, name="config")
+
+
+def _planned(name: str, summary: str) -> None:
+    """Register a command whose implementation is not part of this version of the template yet."""
+
+    @app.command(name, help=f"{summary} [dim](not built yet in this version)[/dim]", hidden=False)
+    def _command() -> None:
+        raise MlopsError(f"`mlops {name}` is not built yet in this version of the template.",
+                         hint="Update the repository with `copier update` when a newer template version is out.")
+
+
+for _name, _summary in {
+    "local": "Bring the whole model lifecycle up on localhost (MLflow, object store, BentoML).",
+    "train": "Train the reference model and register a new version.",
+    "plan": "Run the Pulumi programs offline and print the planned resource graph.",
+    "policy": "Check planned stacks against the CrossGuard policy packs.",
+    "cost": "Estimate the monthly cost of a stack from its plan.",
+    "promote": "Open a pull request that promotes a model version to an environment.",
+    "gate": "Decide a promotion pull request: model policy, plan, policy packs, cost.",
+    "sync": "Make an environment's registry match the version pinned in git.",
+    "rollback": "Revert the last promotion of an environment.",
+    "report": "Audit trail: which version served where, when, approved by whom.",
+}.items():
+    _planned(_name, _summary)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit code instead of raising SystemExit."""
+    try:
+        result = app(args=list(argv) if argv is not None else None, prog_name="mlops", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        err_console.print("[red]aborted[/red]")
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code if exc.exit_code else EXIT_BAD_INPUT
+    except SettingsError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc}")
+        return EXIT_BAD_INPUT
+    except MlopsError as exc:
+        err_console.print(f"[bold red]error:[/bold red] {exc.message}")
+        if exc.hint:
+            err_console.print(f"[yellow]hint:[/yellow] {exc.hint}")
+        return exc.exit_code
+    return result if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Policy-as-code: CrossGuard packs for infrastructure, promotion policies for models."""
