@@ -102,7 +102,7 @@ def load_stack(root: Path, stack: str) -> Settings:
 
 def load_from_pulumi() -> Settings:
     """Read the running stack's settings through `pulumi.Config` (inside `pulumi up/preview`)."""
-    import pulumi  # imported here so the CLI does not pay for the SDK when it only reads files
+    import pulumi  # noqa: PLC0415 -- the CLI reads files without paying for the SDK import
 
     project, stack = pulumi.get_project(), pulumi.get_stack()
     project_config = pulumi.Config()
@@ -119,9 +119,7 @@ def load_from_pulumi() -> Settings:
     return settings_from_config(config, project, f"stacks/Pulumi.{stack}.yaml", stack=stack)
 
 
-def settings_from_config(
-    config: Mapping[str, Any], project: str, source: str, stack: str | None = None
-) -> Settings:
+def settings_from_config(config: Mapping[str, Any], project: str, source: str, stack: str | None = None) -> Settings:
     """Turn a flat Pulumi config mapping into validated `Settings`, or raise `SettingsError`."""
     raw: dict[str, Any] = {}
     provider_values: list[tuple[str, Any]] = []
@@ -129,7 +127,13 @@ def settings_from_config(
     for key, value in config.items():
         namespace, _, name = str(key).partition(":")
         if key in FORBIDDEN_KEYS:
-            problems.append(Problem(key, f"static credentials are not allowed in stack files; {FORBIDDEN_KEYS[key]}", _line(config, [key])))
+            problems.append(
+                Problem(
+                    key,
+                    f"static credentials are not allowed in stack files; {FORBIDDEN_KEYS[key]}",
+                    _line(config, [key]),
+                )
+            )
         elif namespace == project and name:
             raw[name] = value
         elif key in PROVIDER_KEYS:
@@ -138,8 +142,12 @@ def settings_from_config(
             continue  # other provider settings are Pulumi's business, not ours
         else:
             problems.append(
-                Problem(key, f"unknown config key; settings keys are `{project}:<name>` with <name> one of: "
-                        f"{', '.join(Settings.model_fields)}", _line(config, [key]))
+                Problem(
+                    key,
+                    f"unknown config key; settings keys are `{project}:<name>` with <name> one of: "
+                    f"{', '.join(Settings.model_fields)}",
+                    _line(config, [key]),
+                )
             )
     if problems:
         raise SettingsError(source, problems)
@@ -152,12 +160,21 @@ def settings_from_config(
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise SettingsError(source, _problems(exc, config, project)) from None
-    if stack is not None and stack != settings.environment.value and not stack.startswith(f"{settings.environment.value}-"):
+    if (
+        stack is not None
+        and stack != settings.environment.value
+        and not stack.startswith(f"{settings.environment.value}-")
+    ):
         raise SettingsError(
             source,
-            [Problem(f"{project}:environment", f"is {settings.environment.value!r} but the stack is {stack!r}; "
-                     f"a stack named {stack!r} must have environment {stack.split('-')[0]!r}",
-                     _line(config, [f"{project}:environment"]))],
+            [
+                Problem(
+                    f"{project}:environment",
+                    f"is {settings.environment.value!r} but the stack is {stack!r}; "
+                    f"a stack named {stack!r} must have environment {stack.split('-')[0]!r}",
+                    _line(config, [f"{project}:environment"]),
+                )
+            ],
         )
     return settings
 
@@ -178,7 +195,9 @@ def _problems(exc: ValidationError, config: Mapping[str, Any], project: str) -> 
             message = "unknown key" + _allowed_hint(loc)
         elif error["type"] == "missing":
             message = "required key is missing"
-        elif error["type"] not in {"value_error", "assertion_error"} and not isinstance(error.get("input"), dict | list):
+        elif error["type"] not in {"value_error", "assertion_error"} and not isinstance(
+            error.get("input"), dict | list
+        ):
             message = f"{message} (got {error.get('input')!r})"
         problems.append(Problem(path, message, _line(config, [key, *rest])))
     return problems
@@ -218,4 +237,6 @@ def _read_yaml(path: Path, source: str | None = None) -> Any:
     except MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        raise SettingsError(source or str(path), [Problem("(yaml)", f"not valid YAML at {where}: {exc.problem}")]) from None
+        raise SettingsError(
+            source or str(path), [Problem("(yaml)", f"not valid YAML at {where}: {exc.problem}")]
+        ) from None

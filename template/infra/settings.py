@@ -44,9 +44,7 @@ GCP_REGIONS = (
     "asia-southeast1",
 )
 AwsRegion = Literal["us-east-1", "us-east-2", "us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-1"]
-GcpRegion = Literal[
-    "us-central1", "us-east1", "us-west1", "europe-west1", "europe-west4", "asia-southeast1"
-]
+GcpRegion = Literal["us-central1", "us-east1", "us-west1", "europe-west1", "europe-west4", "asia-southeast1"]
 
 Slug = Annotated[str, Field(pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=40)]
 Label = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
@@ -191,9 +189,7 @@ class ServingSettings(Frozen):
     @model_validator(mode="after")
     def _replicas_ordered(self) -> Self:
         if self.min_replicas > self.max_replicas:
-            raise ValueError(
-                f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})"
-            )
+            raise ValueError(f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})")
         return self
 
 
@@ -256,7 +252,9 @@ class Settings(Frozen):
             raise ValueError(f"clouds must not repeat a cloud (got {[c.value for c in self.clouds]})")
         if self.environment is Environment.LOCAL:
             if self.clouds or self.aws or self.gcp:
-                raise ValueError("the local environment runs on an existing cluster: clouds must be [] and no aws/gcp section")
+                raise ValueError(
+                    "the local environment runs on an existing cluster: clouds must be [] and no aws/gcp section"
+                )
             if self.local_cluster is None:
                 raise ValueError("the local environment needs a local_cluster section (kubeconfig, context)")
             return self

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import click
 import typer
 
 from infra.config import SettingsError
@@ -33,8 +32,10 @@ def _planned(name: str, summary: str) -> None:
 
     @app.command(name, help=f"{summary} [dim](not built yet in this version)[/dim]", hidden=False)
     def _command() -> None:
-        raise MlopsError(f"`mlops {name}` is not built yet in this version of the template.",
-                         hint="Update the repository with `copier update` when a newer template version is out.")
+        raise MlopsError(
+            f"`mlops {name}` is not built yet in this version of the template.",
+            hint="Update the repository with `copier update` when a newer template version is out.",
+        )
 
 
 for _name, _summary in {
@@ -56,14 +57,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code instead of raising SystemExit."""
     try:
         result = app(args=list(argv) if argv is not None else None, prog_name="mlops", standalone_mode=False)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         err_console.print("[red]aborted[/red]")
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code if exc.exit_code else EXIT_BAD_INPUT
+    except typer.TyperException as exc:  # typer's own (vendored click) usage errors
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            err_console.print(f"[bold red]error:[/bold red] {exc}")
+        return int(getattr(exc, "exit_code", EXIT_BAD_INPUT) or EXIT_BAD_INPUT)
     except SettingsError as exc:
         err_console.print(f"[bold red]error:[/bold red] {exc}")
         return EXIT_BAD_INPUT

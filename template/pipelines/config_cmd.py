@@ -56,7 +56,8 @@ def summary_row(stack: str, settings: Settings) -> list[object]:
 def validate(envs: EnvOption = None, all_stacks: AllOption = False, fmt: FormatOption = OutputFormat.TABLE) -> None:
     """Validate stack files; exit 1 listing every problem (file, key path, expected) if any is invalid."""
     root = repo_root()
-    rows, failures = [], []
+    rows: list[list[object]] = []
+    failures: list[SettingsError] = []
     for stack in select_stacks(root, envs, all_stacks):
         try:
             rows.append([*summary_row(stack, load_stack(root, stack)), "valid"])
@@ -72,10 +73,12 @@ def validate(envs: EnvOption = None, all_stacks: AllOption = False, fmt: FormatO
         ),
         fmt,
     )
-    for exc in failures:
-        err_console.print(f"[bold red]error:[/bold red] {exc}")
+    for failure in failures:
+        err_console.print(f"[bold red]error:[/bold red] {failure}")
     if failures:
-        raise CheckFailed(f"{len(failures)} stack file(s) invalid", hint="fix the keys listed above; the schema is infra/settings.py")
+        raise CheckFailed(
+            f"{len(failures)} stack file(s) invalid", hint="fix the keys listed above; the schema is infra/settings.py"
+        )
 
 
 @app.command("show")

@@ -30,14 +30,18 @@ class OutputFormat(StrEnum):
 class Report:
     title: str
     columns: Sequence[str]
-    rows: list[Sequence[Any]] = field(default_factory=list)
+    rows: Sequence[Sequence[Any]] = field(default_factory=list)
     data: Any = None
     footer: str | None = None
 
 
 def emit(report: Report, fmt: OutputFormat) -> None:
     if fmt is OutputFormat.JSON:
-        payload = report.data if report.data is not None else [dict(zip(report.columns, row, strict=True)) for row in report.rows]
+        payload = (
+            report.data
+            if report.data is not None
+            else [dict(zip(report.columns, row, strict=True)) for row in report.rows]
+        )
         sys.stdout.write(json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n")
     elif fmt is OutputFormat.MARKDOWN:
         sys.stdout.write(markdown_table(report) + "\n")

@@ -56,7 +56,7 @@ def test_validate_reports_invalid_file_and_exits_1(repo_copy: Path, capsys: pyte
     assert main(["config", "validate", "--all"]) == EXIT_CHECK_FAILED
     captured = capsys.readouterr()
     assert "3 of 4 stack files valid" in captured.out
-    assert f"stacks/Pulumi.staging.yaml is invalid" in captured.err
+    assert "stacks/Pulumi.staging.yaml is invalid" in captured.err
     assert f"{PROJECT}:serving.model.version" in captured.err
 
 
@@ -81,7 +81,9 @@ def test_show_fills_defaults(repo_copy: Path, capsys: pytest.CaptureFixture[str]
     assert data["storage"]["abort_incomplete_upload_days"] == 7, "defaults are shown"
 
 
-def test_outside_a_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_outside_a_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.delenv("MLOPS_ROOT", raising=False)
     monkeypatch.chdir(tmp_path)
     assert main(["config", "validate", "--all"]) == EXIT_BAD_INPUT
