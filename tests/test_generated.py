@@ -1,0 +1,50 @@
+"""Each cloud choice renders into a git repository whose own install, linters and tests pass."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from common import CLOUD_CHOICES, git_init, render, run
+
+pytestmark = pytest.mark.slow
+
+# The generated project must not see the template's virtualenv.
+CLEAN_ENV = {"VIRTUAL_ENV": "", "CI": os.environ.get("CI", "")}
+
+
+@pytest.fixture(scope="module", params=CLOUD_CHOICES)
+def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cloud = request.param
+    project = render(tmp_path_factory.mktemp(cloud) / "platform", {"clouds": cloud})
+    git_init(project)
+    run(["make", "install"], project, env=CLEAN_ENV)
+    return project
+
+
+def test_lock_matches_pyproject(installed: Path) -> None:
+    assert shutil.which("uv"), "uv must be installed by the template's own dependencies"
+    run(["uv", "lock", "--check", "--offline"], installed, env=CLEAN_ENV)
+
+
+def test_generated_lint_passes(installed: Path) -> None:
+    result = run(["make", "lint"], installed, env=CLEAN_ENV)
+    assert "4 of 4 stack files valid" in result.stdout
+
+
+def test_generated_test_suite_passes(installed: Path) -> None:
+    result = run(["make", "test"], installed, env=CLEAN_ENV)
+    assert " passed" in result.stdout and " failed" not in result.stdout
+
+
+def test_console_script_runs(installed: Path) -> None:
+    result = run([installed / ".venv" / "bin" / "mlops", "--help"], installed, env=CLEAN_ENV)
+    assert "promote" in result.stdout and "config" in result.stdout
+
+
+def test_generated_tree_is_clean_after_checks(installed: Path) -> None:
+    """Installing, linting and testing leave nothing that git would commit (all ignored)."""
+    status = run(["git", "status", "--porcelain"], installed).stdout
+    assert status == "", status

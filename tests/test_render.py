@@ -1,0 +1,92 @@
+"""Rendering: the generated repository has exactly the promised layout, for every cloud choice."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from common import CLOUD_CHOICES, render
+
+TOP_LEVEL = {
+    ".copier-answers.yml", ".github", ".gitignore", ".pre-commit-config.yaml", ".python-version",
+    ".yamllint.yaml", "Makefile", "Pulumi.yaml", "README.md", "apps", "infra", "pipelines", "policies",
+    "pyproject.toml", "stacks", "tests", "uv.lock",
+}
+STACKS = {"Pulumi.local.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml"}
+
+
+@pytest.fixture(scope="module", params=CLOUD_CHOICES)
+def rendered(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    cloud = request.param
+    return cloud, render(tmp_path_factory.mktemp(cloud) / "project", {"clouds": cloud, "project_slug": "acme-ml"})
+
+
+def test_top_level_layout_is_exact(rendered: tuple[str, Path]) -> None:
+    _, project = rendered
+    assert {p.name for p in project.iterdir()} == TOP_LEVEL
+    assert {p.name for p in (project / "stacks").iterdir()} == STACKS
+
+
+def test_no_template_leftovers(rendered: tuple[str, Path]) -> None:
+    _, project = rendered
+    leftovers = [p for p in project.rglob("*") if p.suffix == ".jinja" or "{{" in p.name or "{%" in p.name]
+    assert leftovers == []
+    for path in project.rglob("*"):
+        if path.is_file() and path.name != "uv.lock":
+            text = path.read_text()
+            assert "{{" not in text.replace("${{", ""), f"unrendered expression in {path}"
+
+
+def test_pulumi_project(rendered: tuple[str, Path]) -> None:
+    _, project = rendered
+    pulumi = yaml.safe_load((project / "Pulumi.yaml").read_text())
+    assert pulumi["name"] == "acme-ml"
+    assert pulumi["runtime"] == {"name": "python", "options": {"toolchain": "uv", "virtualenv": ".venv"}}
+    assert pulumi["main"] == "infra/" and pulumi["stackConfigDir"] == "stacks"
+
+
+def test_only_the_chosen_clouds_are_generated(rendered: tuple[str, Path]) -> None:
+    cloud, project = rendered
+    wanted = {"aws", "gcp"} if cloud == "both" else {cloud}
+    dependencies = " ".join(tomllib.loads((project / "pyproject.toml").read_text())["project"]["dependencies"])
+    lock = (project / "uv.lock").read_text()
+    for name in ("aws", "gcp"):
+        assert (f"pulumi-{name}" in dependencies) == (name in wanted)
+        assert (f'name = "pulumi-{name}"' in lock) == (name in wanted)
+        for stack in STACKS:
+            config = yaml.safe_load((project / "stacks" / stack).read_text())["config"]
+            assert (f"acme-ml:{name}" in config) == (name in wanted and stack != "Pulumi.local.yaml")
+    dev = yaml.safe_load((project / "stacks" / "Pulumi.dev.yaml").read_text())["config"]
+    assert set(dev["acme-ml:clouds"]) == wanted
+
+
+def test_lock_belongs_to_the_project(rendered: tuple[str, Path]) -> None:
+    _, project = rendered
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    own = [p for p in lock["package"] if p.get("source", {}).get("editable") == "."]
+    assert [p["name"] for p in own] == ["acme-ml"]
+
+
+def test_answers_file_records_the_answers(rendered: tuple[str, Path]) -> None:
+    cloud, project = rendered
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["clouds"] == cloud and answers["project_slug"] == "acme-ml"
+    assert "_commit" in answers and "_src_path" in answers
+
+
+def test_workflows_use_no_static_credentials(rendered: tuple[str, Path]) -> None:
+    _, project = rendered
+    for workflow in (project / ".github" / "workflows").glob("*.yml"):
+        text = workflow.read_text()
+        for forbidden in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "credentials_json"):
+            assert forbidden not in text, f"{workflow.name} uses {forbidden}"
+        assert "persist-credentials: false" in text
+
+
+def test_special_characters_in_free_text_render_valid_files(tmp_path: Path) -> None:
+    project = render(tmp_path / "p", {"project_name": 'Acme "Quoted": ML & Co', "description": 'Uses: "quotes" & colons'})
+    assert yaml.safe_load((project / "Pulumi.yaml").read_text())["description"] == 'Uses: "quotes" & colons'
+    assert tomllib.loads((project / "pyproject.toml").read_text())["project"]["description"] == 'Uses: "quotes" & colons'
+    assert yaml.safe_load((project / ".copier-answers.yml").read_text())["project_name"] == 'Acme "Quoted": ML & Co'
