@@ -26,17 +26,28 @@ GIT_ENV = {
 
 def render(dst: Path, data: Mapping[str, Any] | None = None, src: Path = ROOT, vcs_ref: str = "HEAD") -> Path:
     """Render the template with default answers, overridden by `data`."""
-    copier.run_copy(str(src), str(dst), data=dict(data or {}), defaults=True, vcs_ref=vcs_ref, quiet=True,
-                    unsafe=False)
+    copier.run_copy(str(src), str(dst), data=dict(data or {}), defaults=True, vcs_ref=vcs_ref, quiet=True, unsafe=False)
     return dst
 
 
-def run(cmd: Sequence[str | os.PathLike[str]], cwd: Path, env: Mapping[str, str] | None = None,
-        check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def run(
+    cmd: Sequence[str | os.PathLike[str]],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
     """Run a command; on failure raise with its output, so a test failure shows what went wrong."""
     full_env = {**os.environ, **GIT_ENV, **(env or {})}
-    result = subprocess.run([str(c) for c in cmd], cwd=cwd, env=full_env, capture_output=True, text=True,
-                            timeout=timeout, check=False)
+    result = subprocess.run(
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if check and result.returncode != 0:
         raise RuntimeError(
             f"`{' '.join(map(str, cmd))}` failed in {cwd} with exit code {result.returncode}\n"

@@ -14,20 +14,32 @@ from common import ROOT, TEMPLATE, render
 QUESTIONS = yaml.safe_load((ROOT / "copier.yml").read_text())
 
 BAD_ANSWERS = {
-    "slug with spaces": ({"project_slug": "Bad Slug"}, "project_slug \"Bad Slug\" must start with a lowercase letter"),
+    "slug with spaces": (
+        {"project_slug": "Bad Slug"},
+        'project_slug "Bad Slug" must start with a lowercase letter',
+    ),
     "slug with trailing hyphen": ({"project_slug": "ml-"}, "single hyphens (not at the end)"),
     "slug too long": ({"project_slug": "a" * 30}, "project_slug must be 3 to 24 characters (got 30)"),
     "empty project name": ({"project_name": "  "}, "project_name must not be empty"),
-    "unknown aws region": ({"clouds": "aws", "aws_region": "mars-east-1"}, "aws_region \"mars-east-1\" is not supported"),
-    "unknown gcp region": ({"clouds": "gcp", "gcp_region": "moon1"}, "gcp_region \"moon1\" is not supported"),
+    "unknown aws region": (
+        {"clouds": "aws", "aws_region": "mars-east-1"},
+        'aws_region "mars-east-1" is not supported',
+    ),
+    "unknown gcp region": ({"clouds": "gcp", "gcp_region": "moon1"}, 'gcp_region "moon1" is not supported'),
     "bad gcp project id": ({"clouds": "gcp", "gcp_project_id": "Prod_1"}, "is not a valid GCP project id"),
     "empty github owner": ({"github_owner": ""}, "github_owner must not be empty"),
-    "github owner with a slash": ({"github_owner": "acme/ml"}, "not a valid GitHub user or organisation name"),
-    "negative budget": ({"budget_prod_usd": -100}, "budget_prod_usd must be between 1 and 1000000 USD (got -100)"),
+    "github owner with a slash": (
+        {"github_owner": "acme/ml"},
+        "not a valid GitHub user or organisation name",
+    ),
+    "negative budget": (
+        {"budget_prod_usd": -100},
+        "budget_prod_usd must be between 1 and 1000000 USD (got -100)",
+    ),
     "zero budget": ({"budget_dev_usd": 0}, "budget_dev_usd must be between 1 and 1000000 USD (got 0)"),
     "bad e-mail": ({"budget_alert_email": "alerts@localhost"}, "is not a valid e-mail address"),
-    "bad model name": ({"model_name": "Churn Model"}, "model_name \"Churn Model\" must be 1-40 lowercase"),
-    "bad cost center": ({"cost_center": "ML Team"}, "cost_center \"ML Team\" must be 1-63"),
+    "bad model name": ({"model_name": "Churn Model"}, 'model_name "Churn Model" must be 1-40 lowercase'),
+    "bad cost center": ({"cost_center": "ML Team"}, 'cost_center "ML Team" must be 1-63'),
     "unknown cloud": ({"clouds": "azure"}, "clouds"),
     "unsupported python": ({"python_version": "3.9"}, "python_version"),
 }
@@ -47,9 +59,23 @@ def test_copier_cli_shows_the_validator_message(tmp_path: Path) -> None:
     """What a user typing `copier copy --data` sees: the message and a failing exit code."""
     destination = tmp_path / "project"
     result = subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--defaults", "--vcs-ref", "HEAD",
-         "--data", "budget_staging_usd=-1", str(ROOT), str(destination)],
-        capture_output=True, text=True, check=False, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "copier",
+            "copy",
+            "--defaults",
+            "--vcs-ref",
+            "HEAD",
+            "--data",
+            "budget_staging_usd=-1",
+            str(ROOT),
+            str(destination),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
     assert result.returncode != 0
     assert "budget_staging_usd must be between 1 and 1000000 USD (got -1)" in result.stdout + result.stderr

@@ -10,9 +10,23 @@ import yaml
 from common import CLOUD_CHOICES, render
 
 TOP_LEVEL = {
-    ".copier-answers.yml", ".github", ".gitignore", ".pre-commit-config.yaml", ".python-version",
-    ".yamllint.yaml", "Makefile", "Pulumi.yaml", "README.md", "apps", "infra", "pipelines", "policies",
-    "pyproject.toml", "stacks", "tests", "uv.lock",
+    ".copier-answers.yml",
+    ".github",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    ".python-version",
+    ".yamllint.yaml",
+    "Makefile",
+    "Pulumi.yaml",
+    "README.md",
+    "apps",
+    "infra",
+    "pipelines",
+    "policies",
+    "pyproject.toml",
+    "stacks",
+    "tests",
+    "uv.lock",
 }
 STACKS = {"Pulumi.local.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml"}
 
@@ -86,7 +100,11 @@ def test_workflows_use_no_static_credentials(rendered: tuple[str, Path]) -> None
 
 
 def test_special_characters_in_free_text_render_valid_files(tmp_path: Path) -> None:
-    project = render(tmp_path / "p", {"project_name": 'Acme "Quoted": ML & Co', "description": 'Uses: "quotes" & colons'})
+    project = render(
+        tmp_path / "p", {"project_name": 'Acme "Quoted": ML & Co', "description": 'Uses: "quotes" & colons'}
+    )
     assert yaml.safe_load((project / "Pulumi.yaml").read_text())["description"] == 'Uses: "quotes" & colons'
-    assert tomllib.loads((project / "pyproject.toml").read_text())["project"]["description"] == 'Uses: "quotes" & colons'
+    assert (
+        tomllib.loads((project / "pyproject.toml").read_text())["project"]["description"] == 'Uses: "quotes" & colons'
+    )
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["project_name"] == 'Acme "Quoted": ML & Co'

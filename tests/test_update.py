@@ -26,22 +26,30 @@ def template_v1(tmp_path: Path) -> Path:
 
 
 def test_update_keeps_user_edits_and_answers(template_v1: Path, tmp_path: Path) -> None:
-    project = render(tmp_path / "platform", {"clouds": "gcp", "model_name": "churn", "budget_prod_usd": 2500},
-                     src=template_v1, vcs_ref="v1")
+    project = render(
+        tmp_path / "platform",
+        {"clouds": "gcp", "model_name": "churn", "budget_prod_usd": 2500},
+        src=template_v1,
+        vcs_ref="v1",
+    )
     git_init(project, "generated from v1")
 
     # The user edits their repository: a note in the README and a bigger dev spot pool.
     readme = project / "README.md"
     readme.write_text(readme.read_text() + "\n## Team notes\n\nOn call: the ML platform team.\n")
     dev = project / "stacks" / "Pulumi.dev.yaml"
-    dev.write_text(dev.read_text().replace("        max_nodes: 3\n        spot: true", "        max_nodes: 5\n        spot: true"))
+    dev.write_text(
+        dev.read_text().replace("        max_nodes: 3\n        spot: true", "        max_nodes: 5\n        spot: true")
+    )
     run(["git", "commit", "-qam", "team edits"], project)
 
     # The template moves on: a new Makefile target and a changed comment in a stack file.
     makefile = template_v1 / "template" / "Makefile"
     makefile.write_text(makefile.read_text() + "\nversion: ## Print the template version\n\t@echo v2\n")
     staging = template_v1 / "template" / "stacks" / "Pulumi.staging.yaml.jinja"
-    staging.write_text(staging.read_text().replace("validated by infra/settings.py.", "validated by infra/settings.py (v2)."))
+    staging.write_text(
+        staging.read_text().replace("validated by infra/settings.py.", "validated by infra/settings.py (v2).")
+    )
     run(["git", "commit", "-qam", "template v2"], template_v1)
     run(["git", "tag", "v2"], template_v1)
 
