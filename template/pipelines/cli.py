@@ -7,12 +7,13 @@ codes (see `pipelines.errors`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import typer
 
 from infra.config import SettingsError
-from pipelines import config_cmd
+from pipelines import config_cmd, local_cmd
 from pipelines.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
 from pipelines.output import err_console
 
@@ -25,6 +26,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(local_cmd.app, name="local")
+app.command("train")(local_cmd.train_command)
 
 
 def _planned(name: str, summary: str) -> None:
@@ -39,8 +42,6 @@ def _planned(name: str, summary: str) -> None:
 
 
 for _name, _summary in {
-    "local": "Bring the whole model lifecycle up on localhost (MLflow, object store, BentoML).",
-    "train": "Train the reference model and register a new version.",
     "plan": "Run the Pulumi programs offline and print the planned resource graph.",
     "policy": "Check planned stacks against the CrossGuard policy packs.",
     "cost": "Estimate the monthly cost of a stack from its plan.",
@@ -55,6 +56,9 @@ for _name, _summary in {
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code instead of raising SystemExit."""
+    # Libraries' INFO chatter (MLflow's run links, registration notices) drowns the progress lines.
+    for noisy in ("mlflow", "alembic", "botocore", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         result = app(args=list(argv) if argv is not None else None, prog_name="mlops", standalone_mode=False)
     except typer.Exit as exc:

@@ -1,0 +1,1 @@
+"""Model serving: a BentoML service that loads the environment's model version from its registry."""

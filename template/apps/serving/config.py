@@ -1,0 +1,46 @@
+"""Serving configuration, from environment variables: the same ones locally and in the Deployment.
+
+    MLFLOW_TRACKING_URI      the environment's registry
+    MODEL_NAME               registered model, e.g. `prod.diagnosis`
+    MODEL_VERSION            pinned model version (from the stack file); unset: follow MODEL_ALIAS
+    MODEL_ALIAS              alias to follow when no version is pinned (default `champion`)
+    MODEL_REFRESH_SECONDS    how often to re-resolve a followed alias (0: load once)
+    SERVING_ENVIRONMENT      environment label on metrics and responses
+    MAX_BATCH_ROWS           largest batch one request may carry (413 above it)
+    SERVING_WORKERS          BentoML worker processes
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ServingConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tracking_uri: str = Field(min_length=1)
+    model_name: str = Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+    model_version: int | None = Field(default=None, ge=1)
+    model_alias: str = Field(default="champion", pattern=r"^[a-z][a-z0-9_-]*$")
+    refresh_seconds: float = Field(default=0, ge=0, le=3600)
+    environment: str = Field(default="local", pattern=r"^[a-z][a-z0-9-]*$")
+    max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
+    workers: int = Field(default=1, ge=1, le=64)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:
+        env = os.environ if environ is None else environ
+        names = {
+            "tracking_uri": "MLFLOW_TRACKING_URI", "model_name": "MODEL_NAME", "model_version": "MODEL_VERSION",
+            "model_alias": "MODEL_ALIAS", "refresh_seconds": "MODEL_REFRESH_SECONDS",
+            "environment": "SERVING_ENVIRONMENT", "max_batch_rows": "MAX_BATCH_ROWS", "workers": "SERVING_WORKERS",
+        }
+        raw = {field: env[var] for field, var in names.items() if env.get(var) not in (None, "")}
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            problems = "; ".join(f"{names[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors() if e["loc"])
+            raise ValueError(f"invalid serving configuration: {problems}") from None

@@ -1,0 +1,282 @@
+"""The local environment: the whole model lifecycle on 127.0.0.1, with the code the cloud runs.
+
+`up` starts (or reuses) an S3-compatible store, an MLflow tracking server and BentoML serving, each
+in its own process group, concurrently; trains the reference model when asked (or when prod serves
+nothing); promotes it dev → staging → prod through the promotion policies; waits until serving has
+the prod version; smoke-tests it. State (pids, ports, logs, SQLite registry) lives in `.mlops/local/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from infra.settings import PROMOTION_ORDER
+from pipelines import objectstore
+from pipelines.errors import EnvironmentProblem
+from pipelines.procs import LOOPBACK, Proc, choose_port, group_rss_bytes, save_state, spawn, stop, wait_http
+
+SERVICES = ("object_store", "tracking", "serving")
+HEALTH = {"object_store": "/moto-api/", "tracking": "/health", "serving": "/livez"}
+BUCKET_PREFIX = "mlops-local"
+
+
+@dataclass
+class Ports:
+    object_store: int = 0
+    tracking: int = 0
+    serving: int = 0
+
+
+@dataclass
+class UpSummary:
+    services: dict[str, Proc]
+    reused: list[str]
+    trained_version: int | None
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+    champions: dict[str, int | None] = field(default_factory=dict)
+    smoke: list[tuple[str, bool, str]] = field(default_factory=list)
+    served_version: int | None = None
+    seconds: float = 0.0
+    logs: str = ""
+    refused: str | None = None
+
+
+class LocalEnvironment:
+    def __init__(self, root: Path, model: str, progress: Callable[[str], None] = lambda _: None) -> None:
+        self.root = root
+        self.model = model
+        self.progress = progress
+        self.home = root / ".mlops" / "local"
+        self.state_file = self.home / "state.json"
+        self.logs = self.home / "logs"
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Proc]:
+        if not self.state_file.is_file():
+            return {}
+        raw = json.loads(self.state_file.read_text())
+        return {name: Proc(**raw[name]) for name in SERVICES if isinstance(raw.get(name), dict)}
+
+    def running(self) -> dict[str, Proc]:
+        """Services from the state file that are alive and answer their health endpoint."""
+        healthy = {}
+        for name, proc in self.state().items():
+            if proc.alive() and _answers(proc.url + HEALTH[name]):
+                healthy[name] = proc
+        return healthy
+
+    def tracking_uri(self) -> str:
+        proc = self.running().get("tracking")
+        if proc is None:
+            raise EnvironmentProblem("the local MLflow server is not running", hint="start it with `mlops local up`")
+        return proc.url
+
+    def registries(self) -> Any:
+        from pipelines.promotion import Registries  # noqa: PLC0415
+
+        uri = self.tracking_uri()
+        envs = [e.value for e in PROMOTION_ORDER]
+        return Registries(
+            tracking_uris=dict.fromkeys(envs, uri),
+            artifact_locations={e: f"s3://{objectstore.bucket(BUCKET_PREFIX, e)}/registry" for e in envs},
+        )
+
+    # ------------------------------------------------------------------ up
+    def up(self, train: bool = False, ports: Ports | None = None) -> UpSummary:
+        started = time.monotonic()
+        ports = ports or Ports()
+        self.home.mkdir(parents=True, exist_ok=True)
+        running = self.running()
+        reused = [name for name in SERVICES if name in running]
+        stale = {name: proc for name, proc in self.state().items() if name not in running}
+        for proc in stale.values():  # half-dead leftovers of an earlier run
+            stop(proc)
+        services = dict(running)
+        if "object_store" not in services:
+            services["object_store"] = self._start_object_store(ports.object_store)
+        store_env = objectstore.client_env(services["object_store"].port)
+        os.environ.update(store_env)
+        if "tracking" not in services:
+            services["tracking"] = self._start_tracking(ports.tracking, store_env)
+        if "serving" not in services:
+            services["serving"] = self._start_serving(ports.serving, services["tracking"].url, store_env)
+        save_state(self.state_file, {**services, "model": self.model})
+
+        self.progress("waiting for the object store")
+        wait_http(services["object_store"], HEALTH["object_store"], timeout=30)
+        objectstore.ensure_buckets(services["object_store"].port, BUCKET_PREFIX)
+        if "object_store" not in reused:
+            restored = objectstore.restore(services["object_store"].port, self.home / "objects")
+            if restored:
+                self.progress(f"restored {restored} artifacts into the object store")
+        self.progress("waiting for the MLflow tracking server")
+        wait_http(services["tracking"], HEALTH["tracking"], timeout=120)
+
+        summary = UpSummary(services=services, reused=reused, trained_version=None, logs=str(self.logs))
+        summary.champions = self.champions()
+        if train or summary.champions.get("prod") is None:
+            self._train_and_promote(services["tracking"].url, summary)
+        summary.champions = self.champions()
+        expected = summary.champions.get("prod")
+        self.progress("waiting for BentoML serving to have the prod model")
+        wait_http(services["serving"], "/readyz", timeout=180)
+        summary.served_version = self._wait_served_version(services["serving"], expected, timeout=60)
+        from pipelines.smoke import run_smoke  # noqa: PLC0415
+
+        self.progress("smoke-testing the serving endpoint")
+        smoke = run_smoke(services["serving"].url, expected_version=expected)
+        summary.smoke = smoke.checks
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _train_and_promote(self, tracking_uri: str, summary: UpSummary) -> None:
+        from apps.training.train import train  # noqa: PLC0415
+        from pipelines.promotion import PromotionRefused, promote  # noqa: PLC0415
+        from pipelines.registry import registered_name  # noqa: PLC0415
+
+        self._ensure_experiment(tracking_uri)
+        self.progress(f"training {self.model} into the dev registry")
+        result = train(tracking_uri, registered_name("dev", self.model), experiment="training")
+        summary.trained_version = result.version
+        for environment in (e.value for e in PROMOTION_ORDER):
+            self.progress(f"gate + promote {self.model} version {result.version} to {environment}")
+            try:
+                promotion = promote(self.model, result.version, environment, self.registries(), actor="mlops local up")
+            except PromotionRefused as refused:
+                summary.promotions.append({"environment": environment, **refused.verdict.as_dict()})
+                summary.refused = refused.message
+                return
+            summary.promotions.append({"environment": environment, **promotion.verdict.as_dict()})
+
+    def _ensure_experiment(self, tracking_uri: str) -> None:
+        from pipelines.registry import client_for  # noqa: PLC0415
+
+        client = client_for(tracking_uri)
+        if client.get_experiment_by_name("training") is None:
+            client.create_experiment("training", artifact_location=f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/training")
+
+    def champions(self) -> dict[str, int | None]:
+        from pipelines.registry import champion, client_for, registered_model_exists, registered_name  # noqa: PLC0415
+
+        client = client_for(self.tracking_uri())
+        result: dict[str, int | None] = {}
+        for environment in (e.value for e in PROMOTION_ORDER):
+            name = registered_name(environment, self.model)
+            info = champion(client, name) if registered_model_exists(client, name) else None
+            result[environment] = info.model_version if info else None
+        return result
+
+    def _wait_served_version(self, serving: Proc, expected: int | None, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        served = None
+        while time.monotonic() < deadline:
+            served = _served_version(serving.url)
+            if expected is None or served == expected:
+                return served
+            time.sleep(0.5)
+        raise EnvironmentProblem(f"serving still has model version {served}, not {expected}, after {timeout:.0f}s",
+                                 hint=f"see {serving.log}")
+
+    # ------------------------------------------------------------------ processes
+    def _bin(self, name: str) -> str:
+        path = Path(sys.executable).parent / name
+        if not path.exists():
+            raise EnvironmentProblem(f"{name} is not installed in {path.parent}", hint="run `make install`")
+        return str(path)
+
+    def _base_env(self) -> dict[str, str]:
+        return {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "true",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _start_object_store(self, port: int) -> Proc:
+        port = choose_port(port, "object store")
+        self.progress(f"starting the S3-compatible object store (moto) on {LOOPBACK}:{port}")
+        return spawn("object_store", [self._bin("moto_server"), "-H", LOOPBACK, "-p", str(port)], port,
+                     self.logs / "object_store.log", f"http://{LOOPBACK}:{port}", self._base_env(), self.root)
+
+    def _start_tracking(self, port: int, store_env: dict[str, str]) -> Proc:
+        port = choose_port(port, "tracking server")
+        self.progress(f"starting the MLflow tracking server on {LOOPBACK}:{port}")
+        command = [
+            self._bin("mlflow"), "server", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.home / 'mlflow.db'}",
+            "--default-artifact-root", f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/mlflow",
+            "--no-serve-artifacts",
+        ]
+        env = {**self._base_env(), **store_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+        return spawn("tracking", command, port, self.logs / "tracking.log", f"http://{LOOPBACK}:{port}", env, self.root)
+
+    def _start_serving(self, port: int, tracking_uri: str, store_env: dict[str, str]) -> Proc:
+        from pipelines.registry import registered_name  # noqa: PLC0415
+
+        port = choose_port(port, "serving")
+        self.progress(f"starting BentoML serving on {LOOPBACK}:{port} (it loads the prod model when there is one)")
+        command = [self._bin("bentoml"), "serve", "apps.serving.service:ModelService", "--host", LOOPBACK,
+                   "--port", str(port), "--working-dir", str(self.root)]
+        env = {
+            **self._base_env(), **store_env, "MLFLOW_TRACKING_URI": tracking_uri,
+            "MODEL_NAME": registered_name("prod", self.model), "MODEL_REFRESH_SECONDS": "2",
+            "SERVING_ENVIRONMENT": "local", "BENTOML_HOME": str(self.home / "bentoml"),
+        }
+        return spawn("serving", command, port, self.logs / "serving.log", f"http://{LOOPBACK}:{port}", env, self.root)
+
+    # ------------------------------------------------------------------ status / down
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, proc in self.state().items():
+            alive = proc.alive()
+            rows.append({
+                "service": name, "url": proc.url, "pid": proc.pid,
+                "state": "running" if alive and _answers(proc.url + HEALTH[name]) else ("starting/unhealthy" if alive else "stopped"),
+                "rss_mb": round(group_rss_bytes(proc.pid) / 2**20) if alive else 0, "log": proc.log,
+            })
+        return rows
+
+    def down(self, purge: bool = False) -> list[str]:
+        state = self.state()
+        stopped = []
+        store = state.get("object_store")
+        if store and store.alive() and _answers(store.url + HEALTH["object_store"]):
+            snapshot_dir = self.home / "objects"
+            shutil.rmtree(snapshot_dir, ignore_errors=True)
+            count = objectstore.snapshot(store.port, BUCKET_PREFIX, snapshot_dir)
+            self.progress(f"kept {count} artifacts in {snapshot_dir}")
+        for name in reversed(SERVICES):  # serving first, the store last
+            proc = state.get(name)
+            if proc and stop(proc):
+                stopped.append(name)
+        self.state_file.unlink(missing_ok=True)
+        if purge:
+            shutil.rmtree(self.home, ignore_errors=True)
+        return stopped
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def _served_version(url: str) -> int | None:
+    try:
+        response = httpx.post(url + "/model", json={}, timeout=5)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    version = response.json().get("model_version")
+    return int(version) if version is not None else None
