@@ -161,6 +161,20 @@ def champion(client: MlflowClient, name: str) -> VersionInfo | None:
     return _info(client, version)
 
 
+def champion_model_version(tracking_uri: str, name: str) -> int | None:
+    """`champion(...).model_version` through MLflow's REST API, for status checks that must stay fast."""
+    import httpx  # noqa: PLC0415
+
+    response = httpx.get(f"{tracking_uri}/api/2.0/mlflow/registered-models/alias",
+                         params={"name": name, "alias": CHAMPION}, timeout=10)
+    if response.status_code == 404 or (response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text):
+        return None
+    response.raise_for_status()
+    version = response.json()["model_version"]
+    tags = {tag["key"]: tag["value"] for tag in version.get("tags", [])}
+    return int(tags.get("model_version", version["version"]))
+
+
 def find_by_model_version(client: MlflowClient, name: str, model_version: int) -> VersionInfo | None:
     """The registry version of `name` that carries `model_version` (the newest verified one)."""
     candidates = [

@@ -52,6 +52,9 @@ class ModelHolder:
         self._stop.set()
 
     def _run(self) -> None:
+        import mlflow.sklearn  # noqa: F401, PLC0415 -- import while waiting for a model, not when it arrives
+        import skops.io  # noqa: F401, PLC0415 -- MLflow 3 stores sklearn models in the (safe) skops format
+
         while not self._stop.is_set():
             try:
                 self.refresh()
