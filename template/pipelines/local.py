@@ -166,14 +166,18 @@ class LocalEnvironment:
 
         client = client_for(tracking_uri)
         if client.get_experiment_by_name("training") is None:
-            client.create_experiment("training", artifact_location=f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/training")
+            client.create_experiment(
+                "training", artifact_location=f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/training"
+            )
 
     def champions(self) -> dict[str, int | None]:
         """The model version each environment serves (one light REST call each: no MLflow import)."""
         from pipelines.registry import champion_model_version, registered_name  # noqa: PLC0415
 
         uri = self.tracking_uri()
-        return {env.value: champion_model_version(uri, registered_name(env.value, self.model)) for env in PROMOTION_ORDER}
+        return {
+            env.value: champion_model_version(uri, registered_name(env.value, self.model)) for env in PROMOTION_ORDER
+        }
 
     def _wait_served_version(self, serving: Proc, expected: int | None, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
@@ -183,8 +187,9 @@ class LocalEnvironment:
             if expected is None or served == expected:
                 return served
             time.sleep(0.5)
-        raise EnvironmentProblem(f"serving still has model version {served}, not {expected}, after {timeout:.0f}s",
-                                 hint=f"see {serving.log}")
+        raise EnvironmentProblem(
+            f"serving still has model version {served}, not {expected}, after {timeout:.0f}s", hint=f"see {serving.log}"
+        )
 
     # ------------------------------------------------------------------ processes
     def _bin(self, name: str) -> str:
@@ -198,52 +203,108 @@ class LocalEnvironment:
             # Servers cache their bytecode in .venv (see pipelines/__init__.py): later starts are ~3x faster.
             "PYTHONDONTWRITEBYTECODE": "",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MLFLOW_DISABLE_TELEMETRY": "true", "BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "true",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "BENTOML_DO_NOT_TRACK": "true",
+            "DO_NOT_TRACK": "true",
             "PYTHONUNBUFFERED": "1",
         }
 
     def _start_object_store(self, port: int) -> Proc:
         port = choose_port(port, "object store")
         self.progress(f"starting the S3-compatible object store (moto) on {LOOPBACK}:{port}")
-        return spawn("object_store", [self._bin("moto_server"), "-H", LOOPBACK, "-p", str(port)], port,
-                     self.logs / "object_store.log", f"http://{LOOPBACK}:{port}", self._base_env(), self.root)
+        command = [self._bin("moto_server"), "-H", LOOPBACK, "-p", str(port)]
+        url = f"http://{LOOPBACK}:{port}"
+        return spawn(
+            "object_store",
+            command,
+            port=port,
+            log=self.logs / "object_store.log",
+            url=url,
+            env=self._base_env(),
+            cwd=self.root,
+        )
 
     def _start_tracking(self, port: int, store_env: dict[str, str]) -> Proc:
         port = choose_port(port, "tracking server")
         self.progress(f"starting the MLflow tracking server on {LOOPBACK}:{port}")
         command = [
-            self._bin("mlflow"), "server", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
-            "--backend-store-uri", f"sqlite:///{self.home / 'mlflow.db'}",
-            "--default-artifact-root", f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/mlflow",
+            self._bin("mlflow"),
+            "server",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{self.home / 'mlflow.db'}",
+            "--default-artifact-root",
+            f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/mlflow",
             "--no-serve-artifacts",
         ]
         env = {**self._base_env(), **store_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        return spawn("tracking", command, port, self.logs / "tracking.log", f"http://{LOOPBACK}:{port}", env, self.root)
+        return spawn(
+            "tracking",
+            command,
+            port=port,
+            log=self.logs / "tracking.log",
+            url=f"http://{LOOPBACK}:{port}",
+            env=env,
+            cwd=self.root,
+        )
 
     def _start_serving(self, port: int, tracking_uri: str, store_env: dict[str, str]) -> Proc:
         from pipelines.registry import registered_name  # noqa: PLC0415
 
         port = choose_port(port, "serving")
         self.progress(f"starting BentoML serving on {LOOPBACK}:{port} (it loads the prod model when there is one)")
-        command = [self._bin("bentoml"), "serve", "apps.serving.service:ModelService", "--host", LOOPBACK,
-                   "--port", str(port), "--working-dir", str(self.root)]
+        command = [
+            self._bin("bentoml"),
+            "serve",
+            "apps.serving.service:ModelService",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--working-dir",
+            str(self.root),
+        ]
         env = {
-            **self._base_env(), **store_env, "MLFLOW_TRACKING_URI": tracking_uri,
-            "MODEL_NAME": registered_name("prod", self.model), "MODEL_REFRESH_SECONDS": "2",
-            "SERVING_ENVIRONMENT": "local", "BENTOML_HOME": str(self.home / "bentoml"),
+            **self._base_env(),
+            **store_env,
+            "MLFLOW_TRACKING_URI": tracking_uri,
+            "MODEL_NAME": registered_name("prod", self.model),
+            "MODEL_REFRESH_SECONDS": "2",
+            "SERVING_ENVIRONMENT": "local",
+            "BENTOML_HOME": str(self.home / "bentoml"),
         }
-        return spawn("serving", command, port, self.logs / "serving.log", f"http://{LOOPBACK}:{port}", env, self.root)
+        return spawn(
+            "serving",
+            command,
+            port=port,
+            log=self.logs / "serving.log",
+            url=f"http://{LOOPBACK}:{port}",
+            env=env,
+            cwd=self.root,
+        )
 
     # ------------------------------------------------------------------ status / down
     def status(self) -> list[dict[str, Any]]:
         rows = []
         for name, proc in self.state().items():
             alive = proc.alive()
-            rows.append({
-                "service": name, "url": proc.url, "pid": proc.pid,
-                "state": "running" if alive and _answers(proc.url + HEALTH[name]) else ("starting/unhealthy" if alive else "stopped"),
-                "rss_mb": round(group_rss_bytes(proc.pid) / 2**20) if alive else 0, "log": proc.log,
-            })
+            rows.append(
+                {
+                    "service": name,
+                    "url": proc.url,
+                    "pid": proc.pid,
+                    "state": "running"
+                    if alive and _answers(proc.url + HEALTH[name])
+                    else ("starting/unhealthy" if alive else "stopped"),
+                    "rss_mb": round(group_rss_bytes(proc.pid) / 2**20) if alive else 0,
+                    "log": proc.log,
+                }
+            )
         return rows
 
     def down(self, purge: bool = False) -> list[str]:
@@ -266,9 +327,10 @@ class LocalEnvironment:
 
 
 def _warm_up_imports() -> None:
-    import apps.training.train  # noqa: F401, PLC0415
     import mlflow.sklearn  # noqa: F401, PLC0415
     import skops.io  # noqa: F401, PLC0415
+
+    import apps.training.train  # noqa: F401, PLC0415
     import pipelines.promotion  # noqa: F401, PLC0415
 
 

@@ -12,8 +12,9 @@ from pipelines.errors import CheckFailed
 from pipelines.local import LocalEnvironment, Ports, UpSummary
 from pipelines.output import OutputFormat, Report, console, emit, progress
 
-app = typer.Typer(help="The whole model lifecycle on localhost: tracking, registry, promotion, serving.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="The whole model lifecycle on localhost: tracking, registry, promotion, serving.", no_args_is_help=True
+)
 
 PortOption = typer.Option(min=0, max=65535, help="0 picks a free port")
 
@@ -26,7 +27,9 @@ def environment() -> LocalEnvironment:
 
 @app.command("up")
 def up(
-    train: Annotated[bool, typer.Option("--train", help="Train and promote a new version even if prod serves one.")] = False,
+    train: Annotated[
+        bool, typer.Option("--train", help="Train and promote a new version even if prod serves one.")
+    ] = False,
     object_store_port: Annotated[int, PortOption] = 0,
     tracking_port: Annotated[int, PortOption] = 0,
     serving_port: Annotated[int, PortOption] = 0,
@@ -43,36 +46,69 @@ def up(
 
 
 def render_summary(summary: UpSummary, fmt: OutputFormat) -> None:
-    services = [[name, proc.url, proc.pid, "reused" if name in summary.reused else "started"]
-                for name, proc in summary.services.items()]
-    gates = [[p["environment"], p["model_version"], "passed" if p["passed"] else "refused",
-              "; ".join(f"{r['rule']}: {r['detail']}" for r in p["rules"] if not r["passed"]) or "all rules passed"]
-             for p in summary.promotions]
+    services = [
+        [name, proc.url, proc.pid, "reused" if name in summary.reused else "started"]
+        for name, proc in summary.services.items()
+    ]
+    gates = [
+        [
+            p["environment"],
+            p["model_version"],
+            "passed" if p["passed"] else "refused",
+            "; ".join(f"{r['rule']}: {r['detail']}" for r in p["rules"] if not r["passed"]) or "all rules passed",
+        ]
+        for p in summary.promotions
+    ]
     data: dict[str, Any] = {
-        "services": {n: {"url": p.url, "pid": p.pid, "log": p.log, "reused": n in summary.reused}
-                     for n, p in summary.services.items()},
-        "trained_version": summary.trained_version, "champions": summary.champions, "gates": summary.promotions,
-        "served_version": summary.served_version, "smoke": [{"check": c, "passed": ok, "detail": d} for c, ok, d in summary.smoke],
-        "seconds": round(summary.seconds, 1), "logs": summary.logs,
+        "services": {
+            n: {"url": p.url, "pid": p.pid, "log": p.log, "reused": n in summary.reused}
+            for n, p in summary.services.items()
+        },
+        "trained_version": summary.trained_version,
+        "champions": summary.champions,
+        "gates": summary.promotions,
+        "served_version": summary.served_version,
+        "smoke": [{"check": c, "passed": ok, "detail": d} for c, ok, d in summary.smoke],
+        "seconds": round(summary.seconds, 1),
+        "logs": summary.logs,
     }
     if fmt is OutputFormat.JSON:
         emit(Report("local environment", [], data=data), fmt)
         return
     emit(Report("Services (127.0.0.1 only)", ["service", "url", "pid", ""], services), fmt)
-    emit(Report("Model versions per environment (alias champion)", ["environment", "serves"],
-                [[env, f"v{v}" if v else "nothing yet"] for env, v in summary.champions.items()]), fmt)
+    emit(
+        Report(
+            "Model versions per environment (alias champion)",
+            ["environment", "serves"],
+            [[env, f"v{v}" if v else "nothing yet"] for env, v in summary.champions.items()],
+        ),
+        fmt,
+    )
     if gates:
-        emit(Report(f"Promotion gates (trained version {summary.trained_version})",
-                    ["environment", "version", "verdict", "details"], gates), fmt)
-    emit(Report("Smoke test", ["check", "result", "detail"],
-                [[c, "ok" if ok else "FAILED", d] for c, ok, d in summary.smoke]), fmt)
+        emit(
+            Report(
+                f"Promotion gates (trained version {summary.trained_version})",
+                ["environment", "version", "verdict", "details"],
+                gates,
+            ),
+            fmt,
+        )
+    emit(
+        Report(
+            "Smoke test",
+            ["check", "result", "detail"],
+            [[c, "ok" if ok else "FAILED", d] for c, ok, d in summary.smoke],
+        ),
+        fmt,
+    )
     serving = summary.services["serving"].url
     tracking = summary.services["tracking"].url
     console.print(
         f"\nLocal platform {'up' if not summary.refused else 'up, promotion refused'} in {summary.seconds:.1f}s: "
         f"prod serves v{summary.served_version} at {serving}/predict\n"
         f"  MLflow UI: {tracking}    metrics: {serving}/metrics    logs: {summary.logs}\n"
-        f"  try:  curl -s -X POST {serving}/predict -H 'content-type: application/json' -d '{{\"instances\": [[...30 floats...]]}}'\n"
+        f"  try:  curl -s -X POST {serving}/predict -H 'content-type: application/json' "
+        f"-d @apps/serving/smoke_example.json\n"
         f"  next: `mlops local up --train` (new version through the gates), `mlops local status`, `mlops local down`"
     )
 
@@ -85,15 +121,30 @@ def status(fmt: FormatOption = OutputFormat.TABLE) -> None:
     if not rows:
         console.print("The local environment is not running: start it with `mlops local up`.")
         return
-    emit(Report("Local services", ["service", "url", "pid", "state", "rss_mb", "log"],
-                [list(r.values()) for r in rows], data=rows), fmt)
+    emit(
+        Report(
+            "Local services",
+            ["service", "url", "pid", "state", "rss_mb", "log"],
+            [list(r.values()) for r in rows],
+            data=rows,
+        ),
+        fmt,
+    )
     if fmt is not OutputFormat.JSON and any(r["service"] == "tracking" and r["state"] == "running" for r in rows):
-        emit(Report("Model versions per environment", ["environment", "serves"],
-                    [[e, f"v{v}" if v else "nothing yet"] for e, v in env.champions().items()]), fmt)
+        emit(
+            Report(
+                "Model versions per environment",
+                ["environment", "serves"],
+                [[e, f"v{v}" if v else "nothing yet"] for e, v in env.champions().items()],
+            ),
+            fmt,
+        )
 
 
 @app.command("down")
-def down(purge: Annotated[bool, typer.Option("--purge", help="Also delete the registry, artifacts and logs.")] = False) -> None:
+def down(
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the registry, artifacts and logs.")] = False,
+) -> None:
     """Stop everything `local up` started (by process group). Data is kept unless --purge."""
     env = environment()
     stopped = env.down(purge=purge)
@@ -115,8 +166,15 @@ def promote_cmd(
 
     env = environment()
     result = promote(model, version, to, env.registries(), actor="mlops local promote")
-    emit(Report(f"{model} version {version} → {to}", ["rule", "passed", "detail"],
-                [[r.rule, r.passed, r.detail] for r in result.verdict.rules], data=result.verdict.as_dict()), fmt)
+    emit(
+        Report(
+            f"{model} version {version} → {to}",
+            ["rule", "passed", "detail"],
+            [[r.rule, r.passed, r.detail] for r in result.verdict.rules],
+            data=result.verdict.as_dict(),
+        ),
+        fmt,
+    )
 
 
 def train_command(
@@ -130,9 +188,19 @@ def train_command(
     env = environment()
     uri = tracking_uri or env.tracking_uri()
     if tracking_uri is None:
-        env._ensure_experiment(uri)  # noqa: SLF001 -- same package
+        env._ensure_experiment(uri)
     result = train(uri, registered_name("dev", env.model), experiment="training")
-    emit(Report(f"Trained {result.registered_model} version {result.version} (run {result.run_id})",
-                ["metric", "value"], [[k, round(v, 4)] for k, v in sorted(result.metrics.items())],
-                data={"registered_model": result.registered_model, "version": result.version, "run_id": result.run_id,
-                      "metrics": result.metrics}), fmt)
+    emit(
+        Report(
+            f"Trained {result.registered_model} version {result.version} (run {result.run_id})",
+            ["metric", "value"],
+            [[k, round(v, 4)] for k, v in sorted(result.metrics.items())],
+            data={
+                "registered_model": result.registered_model,
+                "version": result.version,
+                "run_id": result.run_id,
+                "metrics": result.metrics,
+            },
+        ),
+        fmt,
+    )

@@ -20,7 +20,7 @@ def client_env(port: int) -> dict[str, str]:
     return {
         "MLFLOW_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
         "AWS_ACCESS_KEY_ID": "local-object-store",
-        "AWS_SECRET_ACCESS_KEY": "local-object-store",  # noqa: S105 -- placeholder for an unauthenticated local store
+        "AWS_SECRET_ACCESS_KEY": "local-object-store",
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_EC2_METADATA_DISABLED": "true",
     }
@@ -35,8 +35,11 @@ def s3_client(port: int) -> Any:
 
     env = client_env(port)
     return boto3.client(
-        "s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], region_name=env["AWS_DEFAULT_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        "s3",
+        endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"],
+        region_name=env["AWS_DEFAULT_REGION"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
     )
 
 

@@ -81,16 +81,20 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def spawn(name: str, cmd: Sequence[str], port: int, log: Path, url: str, env: Mapping[str, str],
-          cwd: Path) -> Proc:
+def spawn(name: str, cmd: Sequence[str], *, port: int, log: Path, url: str, env: Mapping[str, str], cwd: Path) -> Proc:
     """Start `cmd` in a new session (its own process group), output appended to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as handle:
         handle.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(cmd)}\n".encode())
         handle.flush()
-        process = subprocess.Popen(  # noqa: S603 -- fixed argv built by mlops, never a shell
-            list(cmd), cwd=cwd, env={**os.environ, **env}, stdout=handle, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+        process = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env={**os.environ, **env},
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     return Proc(name=name, pid=process.pid, port=port, log=str(log), url=url)
 
@@ -101,7 +105,9 @@ def wait_http(proc: Proc, path: str, timeout: float, ok: Sequence[int] = (200,))
     last = "no answer"
     while time.monotonic() < deadline:
         if not proc.alive():
-            raise EnvironmentProblem(f"{proc.name} exited while starting", hint=f"see its log: {proc.log}\n{tail(proc.log)}")
+            raise EnvironmentProblem(
+                f"{proc.name} exited while starting", hint=f"see its log: {proc.log}\n{tail(proc.log)}"
+            )
         try:
             response = httpx.get(proc.url + path, timeout=2)
             if response.status_code in ok:
@@ -110,8 +116,10 @@ def wait_http(proc: Proc, path: str, timeout: float, ok: Sequence[int] = (200,))
         except httpx.HTTPError as exc:
             last = type(exc).__name__
         time.sleep(0.25)
-    raise EnvironmentProblem(f"{proc.name} did not answer {path} within {timeout:.0f}s ({last})",
-                             hint=f"see its log: {proc.log}\n{tail(proc.log)}")
+    raise EnvironmentProblem(
+        f"{proc.name} did not answer {path} within {timeout:.0f}s ({last})",
+        hint=f"see its log: {proc.log}\n{tail(proc.log)}",
+    )
 
 
 def stop(proc: Proc, grace: float = 10) -> bool:
@@ -135,9 +143,7 @@ def _group_alive(pgid: int) -> bool:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    return pid_alive(pgid) or any(
-        _pgid_of(int(p.name)) == pgid for p in Path("/proc").iterdir() if p.name.isdigit()
-    )
+    return pid_alive(pgid) or any(_pgid_of(int(p.name)) == pgid for p in Path("/proc").iterdir() if p.name.isdigit())
 
 
 def _pgid_of(pid: int) -> int | None:

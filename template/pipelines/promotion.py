@@ -74,8 +74,15 @@ def source_of(environment: str) -> str | None:
     return order[index - 1] if index else None
 
 
-def promote(model: str, model_version: int, environment: str, registries: Registries,
-            policy_dir: Path = POLICY_DIR, actor: str = "mlops") -> Promotion:
+def promote(
+    model: str,
+    model_version: int,
+    environment: str,
+    registries: Registries,
+    *,
+    policy_dir: Path = POLICY_DIR,
+    actor: str = "mlops",
+) -> Promotion:
     """Gate `model_version` against `environment`'s policy and make it what `environment` serves."""
     if model_version < 1:
         raise BadInput(f"--version must be a positive model version (got {model_version})")
@@ -100,10 +107,17 @@ def promote(model: str, model_version: int, environment: str, registries: Regist
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = download_version(candidate_uri, candidate_name, candidate.registry_version, Path(tmp))
             signature = has_signature(model_dir)
-        verdict = evaluate(policy, Evidence(
-            model=model, model_version=model_version, metrics=candidate.metrics, tags=candidate.tags,
-            has_signature=signature, source_serving_version=serving.model_version if serving else None,
-        ))
+        verdict = evaluate(
+            policy,
+            Evidence(
+                model=model,
+                model_version=model_version,
+                metrics=candidate.metrics,
+                tags=candidate.tags,
+                has_signature=signature,
+                source_serving_version=serving.model_version if serving else None,
+            ),
+        )
         _record_decision(candidate_client, candidate, verdict, actor)
     if not verdict.passed:
         raise PromotionRefused(verdict)
@@ -114,7 +128,11 @@ def promote(model: str, model_version: int, environment: str, registries: Regist
             target = candidate
         else:
             target = copy_version(
-                candidate_uri, candidate, target_uri, target_name, experiment=f"registry-{environment}",
+                source_uri=candidate_uri,
+                source=candidate,
+                target_uri=target_uri,
+                target_name=target_name,
+                experiment=f"registry-{environment}",
                 artifact_location=registries.artifact_locations.get(environment),
                 extra_tags={"promoted_from": source_env, "promoted_by": actor},
             )

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -97,32 +98,22 @@ def set_version_lineage(client: MlflowClient, name: str, registry_version: int, 
         client.set_model_version_tag(name, str(registry_version), key, value)
 
 
-def guarded(what: str, tracking_uri: str) -> Any:
-    """Turn an unreachable server into a clear environment problem (exit 3), naming the server."""
-    return _Guard(what, tracking_uri)
-
-
-class _Guard:
-    def __init__(self, what: str, tracking_uri: str) -> None:
-        self.what, self.tracking_uri = what, tracking_uri
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, _tb: object) -> bool:
-        if exc is None or isinstance(exc, BadInput | CheckFailed | EnvironmentProblem):
-            return False
-        from mlflow.exceptions import MlflowException  # noqa: PLC0415
-
-        text = str(exc)
-        unreachable = ("Max retries exceeded", "Connection refused", "ConnectionError", "API request to")
-        if isinstance(exc, MlflowException | OSError) and any(marker in text for marker in unreachable):
+@contextmanager
+def guarded(what: str, tracking_uri: str) -> Iterator[None]:
+    """Turn an unreachable server into a clear environment problem (exit 3) that names the server."""
+    try:
+        yield
+    except (BadInput, CheckFailed, EnvironmentProblem):
+        raise
+    except Exception as exc:
+        markers = ("Max retries exceeded", "Connection refused", "ConnectionError", "API request to")
+        if any(marker in str(exc) for marker in markers):
             raise EnvironmentProblem(
-                f"the MLflow server at {self.tracking_uri} is not reachable while {self.what}",
-                hint="start it (`mlops local up`) or check the tracking URI; nothing was changed after the failure point, "
-                "and re-running the same command converges",
+                f"the MLflow server at {tracking_uri} is not reachable while {what}",
+                hint="start it (`mlops local up`) or check the tracking URI; the alias moves only after a verified "
+                "copy, so re-running the same command converges",
             ) from None
-        return False
+        raise
 
 
 def version_info(client: MlflowClient, name: str, registry_version: int) -> VersionInfo:
@@ -165,8 +156,9 @@ def champion_model_version(tracking_uri: str, name: str) -> int | None:
     """`champion(...).model_version` through MLflow's REST API, for status checks that must stay fast."""
     import httpx  # noqa: PLC0415
 
-    response = httpx.get(f"{tracking_uri}/api/2.0/mlflow/registered-models/alias",
-                         params={"name": name, "alias": CHAMPION}, timeout=10)
+    response = httpx.get(
+        f"{tracking_uri}/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": CHAMPION}, timeout=10
+    )
     if response.status_code == 404 or (response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text):
         return None
     response.raise_for_status()
@@ -178,7 +170,8 @@ def champion_model_version(tracking_uri: str, name: str) -> int | None:
 def find_by_model_version(client: MlflowClient, name: str, model_version: int) -> VersionInfo | None:
     """The registry version of `name` that carries `model_version` (the newest verified one)."""
     candidates = [
-        v for v in client.search_model_versions(f"name='{name}'", max_results=1000)
+        v
+        for v in client.search_model_versions(f"name='{name}'", max_results=1000)
         if (v.tags or {}).get("model_version", str(v.version)) == str(model_version)
         and (v.tags or {}).get("copy_status", "verified") == "verified"
     ]
@@ -192,8 +185,14 @@ def registered_model_exists(client: MlflowClient, name: str) -> bool:
 
 
 def copy_version(
-    source_uri: str, source: VersionInfo, target_uri: str, target_name: str, experiment: str,
-    artifact_location: str | None, extra_tags: Mapping[str, str],
+    *,
+    source_uri: str,
+    source: VersionInfo,
+    target_uri: str,
+    target_name: str,
+    experiment: str,
+    artifact_location: str | None,
+    extra_tags: Mapping[str, str],
 ) -> VersionInfo:
     """Copy a version into another registry with its lineage; verify the digest on both ends.
 
@@ -202,8 +201,10 @@ def copy_version(
     """
     expected = source.tags.get("artifact_sha256")
     if not expected:
-        raise CheckFailed(f"{source.registered_model} version {source.registry_version} has no artifact_sha256 tag: "
-                          "its artifacts cannot be verified, so it cannot be promoted")
+        raise CheckFailed(
+            f"{source.registered_model} version {source.registry_version} has no artifact_sha256 tag: "
+            "its artifacts cannot be verified, so it cannot be promoted"
+        )
     target = client_for(target_uri)
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = download_version(source_uri, source.registered_model, source.registry_version, Path(tmp) / "src")
@@ -211,7 +212,8 @@ def copy_version(
         if actual != expected:
             raise CheckFailed(
                 f"artifact digest mismatch for {source.registered_model} version {source.registry_version}: "
-                f"recorded {expected[:12]}…, stored artifacts hash to {actual[:12]}… (tampered or corrupted); nothing was copied"
+                f"recorded {expected[:12]}…, stored artifacts hash to {actual[:12]}… (tampered or corrupted); "
+                "nothing was copied"
             )
         existing = find_by_model_version(target, target_name, source.model_version)
         if existing and existing.tags.get("artifact_sha256") == expected:
@@ -219,22 +221,29 @@ def copy_version(
         experiment_id = _experiment_id(target, experiment, artifact_location)
         run = target.create_run(experiment_id, run_name=f"copy-{source.registered_model}-v{source.model_version}")
         run_id = run.info.run_id
-        for key, value in source.metrics.items():
-            target.log_metric(run_id, key, value)
-        for key, value in source.params.items():
-            target.log_param(run_id, key, value)
+        for metric, number in source.metrics.items():
+            target.log_metric(run_id, metric, number)
+        for param, text in source.params.items():
+            target.log_param(run_id, param, text)
         target.log_artifacts(run_id, str(model_dir), "model")
         target.set_terminated(run_id)
         if not registered_model_exists(target, target_name):
             target.create_registered_model(target_name)
         lineage = {key: source.tags[key] for key in LINEAGE_TAGS if key in source.tags}
-        tags = {**lineage, **extra_tags, "source_registered_model": source.registered_model,
-                "source_registry_version": str(source.registry_version), "copy_status": "copying"}
+        tags = {
+            **lineage,
+            **extra_tags,
+            "source_registered_model": source.registered_model,
+            "source_registry_version": str(source.registry_version),
+            "copy_status": "copying",
+        }
         created = target.create_model_version(target_name, f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags)
         copied = artifact_digest_of_version(target_uri, target_name, int(created.version))
         if copied != expected:
             target.delete_model_version(target_name, created.version)
-            raise CheckFailed(f"the copy in {target_name} hashes to {copied[:12]}…, not {expected[:12]}…; it was removed")
+            raise CheckFailed(
+                f"the copy in {target_name} hashes to {copied[:12]}…, not {expected[:12]}…; it was removed"
+            )
         target.set_model_version_tag(target_name, created.version, "copy_status", "verified")
         return version_info(target, target_name, int(created.version))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-
 from pathlib import Path
 
 import httpx
@@ -48,12 +47,18 @@ def run_smoke(url: str, expected_version: int | None = None, timeout: float = 10
         if header and header.isdigit():
             result.model_version = int(header)
         if expected_version is not None:
-            result.add("serves the expected version", result.model_version == expected_version,
-                       f"expected {expected_version}, got {result.model_version}")
+            result.add(
+                "serves the expected version",
+                result.model_version == expected_version,
+                f"expected {expected_version}, got {result.model_version}",
+            )
         bad = client.post("/predict", json={"instances": [[1.0, 2.0]]})
         result.add("bad input is refused with a 4xx", 400 <= bad.status_code < 500, f"HTTP {bad.status_code}")
         metrics = client.get("/metrics").text
         pattern = rf'model_predictions_total\{{[^}}]*model_version="{result.model_version}"'
-        result.add("metrics labelled with the served version", bool(re.search(pattern, metrics)),
-                   "model_predictions_total present" if "model_predictions_total" in metrics else "metric missing")
+        result.add(
+            "metrics labelled with the served version",
+            bool(re.search(pattern, metrics)),
+            "model_predictions_total present" if "model_predictions_total" in metrics else "metric missing",
+        )
     return result

@@ -1,13 +1,13 @@
 """Serving configuration, from environment variables: the same ones locally and in the Deployment.
 
-    MLFLOW_TRACKING_URI      the environment's registry
-    MODEL_NAME               registered model, e.g. `prod.diagnosis`
-    MODEL_VERSION            pinned model version (from the stack file); unset: follow MODEL_ALIAS
-    MODEL_ALIAS              alias to follow when no version is pinned (default `champion`)
-    MODEL_REFRESH_SECONDS    how often to re-resolve a followed alias (0: load once)
-    SERVING_ENVIRONMENT      environment label on metrics and responses
-    MAX_BATCH_ROWS           largest batch one request may carry (413 above it)
-    SERVING_WORKERS          BentoML worker processes
+MLFLOW_TRACKING_URI      the environment's registry
+MODEL_NAME               registered model, e.g. `prod.diagnosis`
+MODEL_VERSION            pinned model version (from the stack file); unset: follow MODEL_ALIAS
+MODEL_ALIAS              alias to follow when no version is pinned (default `champion`)
+MODEL_REFRESH_SECONDS    how often to re-resolve a followed alias (0: load once)
+SERVING_ENVIRONMENT      environment label on metrics and responses
+MAX_BATCH_ROWS           largest batch one request may carry (413 above it)
+SERVING_WORKERS          BentoML worker processes
 """
 
 from __future__ import annotations
@@ -34,9 +34,14 @@ class ServingConfig(BaseModel):
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:
         env = os.environ if environ is None else environ
         names = {
-            "tracking_uri": "MLFLOW_TRACKING_URI", "model_name": "MODEL_NAME", "model_version": "MODEL_VERSION",
-            "model_alias": "MODEL_ALIAS", "refresh_seconds": "MODEL_REFRESH_SECONDS",
-            "environment": "SERVING_ENVIRONMENT", "max_batch_rows": "MAX_BATCH_ROWS", "workers": "SERVING_WORKERS",
+            "tracking_uri": "MLFLOW_TRACKING_URI",
+            "model_name": "MODEL_NAME",
+            "model_version": "MODEL_VERSION",
+            "model_alias": "MODEL_ALIAS",
+            "refresh_seconds": "MODEL_REFRESH_SECONDS",
+            "environment": "SERVING_ENVIRONMENT",
+            "max_batch_rows": "MAX_BATCH_ROWS",
+            "workers": "SERVING_WORKERS",
         }
         raw = {field: env[var] for field, var in names.items() if env.get(var) not in (None, "")}
         try:

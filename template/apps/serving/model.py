@@ -58,7 +58,7 @@ class ModelHolder:
         while not self._stop.is_set():
             try:
                 self.refresh()
-            except Exception as exc:  # noqa: BLE001 -- keep polling; readiness reports the state
+            except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("model not loaded yet: %s", self.last_error)
             wait = self.poll_seconds if self._model is None else self.config.refresh_seconds
@@ -96,5 +96,10 @@ class ModelHolder:
         with self._lock:
             self._model = loaded
         self.last_error = None
-        log.info("serving %s model version %s (registry version %s), loaded in %.1fs",
-                 self.config.model_name, model_version, registry_version, time.monotonic() - started)
+        log.info(
+            "serving %s model version %s (registry version %s), loaded in %.1fs",
+            self.config.model_name,
+            model_version,
+            registry_version,
+            time.monotonic() - started,
+        )

@@ -62,21 +62,33 @@ class ModelService:
     def predict(self, instances: Instances, ctx: bentoml.Context) -> dict[str, Any]:
         model = self.holder.model
         if model is None:
-            raise BentoMLException(f"model not loaded yet: {self.holder.last_error}", error_code=HTTPStatus.SERVICE_UNAVAILABLE)
+            raise BentoMLException(
+                f"model not loaded yet: {self.holder.last_error}", error_code=HTTPStatus.SERVICE_UNAVAILABLE
+            )
         if len(instances) > CONFIG.max_batch_rows:
-            raise RequestRejected(f"instances: {len(instances)} rows exceed the limit of {CONFIG.max_batch_rows}; "
-                                  "split the batch", HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "batch_too_large")
+            raise RequestRejected(
+                f"instances: {len(instances)} rows exceed the limit of {CONFIG.max_batch_rows}; split the batch",
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                "batch_too_large",
+            )
         widths = {len(row) for row in instances}
         if widths != {model.n_features}:
-            raise RequestRejected(f"instances: every row must have {model.n_features} features "
-                                  f"(in training column order); got rows of {sorted(widths)}",
-                                  HTTPStatus.UNPROCESSABLE_ENTITY, "wrong_shape")
+            raise RequestRejected(
+                f"instances: every row must have {model.n_features} features "
+                f"(in training column order); got rows of {sorted(widths)}",
+                HTTPStatus.UNPROCESSABLE_ENTITY,
+                "wrong_shape",
+            )
         probabilities = model.predict_proba(np.asarray(instances, dtype=np.float64))
         predictions = (probabilities >= 0.5).astype(int)
         version = str(model.model_version)
         for predicted_class, count in zip(*np.unique(predictions, return_counts=True), strict=True):
-            PREDICTIONS.labels(model_name=CONFIG.model_name, model_version=version, environment=CONFIG.environment,
-                               predicted_class=str(predicted_class)).inc(int(count))
+            PREDICTIONS.labels(
+                model_name=CONFIG.model_name,
+                model_version=version,
+                environment=CONFIG.environment,
+                predicted_class=str(predicted_class),
+            ).inc(int(count))
         ctx.response.headers["X-Model-Name"] = CONFIG.model_name
         ctx.response.headers["X-Model-Version"] = version
         return {
@@ -90,8 +102,11 @@ class ModelService:
         """What is served now (for smoke tests and `mlops local status`)."""
         model = self.holder.model
         return {
-            "name": CONFIG.model_name, "environment": CONFIG.environment, "ready": model is not None,
+            "name": CONFIG.model_name,
+            "environment": CONFIG.environment,
+            "ready": model is not None,
             "model_version": model.model_version if model else None,
             "registry_version": model.registry_version if model else None,
-            "n_features": model.n_features if model else None, "last_error": self.holder.last_error,
+            "n_features": model.n_features if model else None,
+            "last_error": self.holder.last_error,
         }

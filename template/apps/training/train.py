@@ -68,13 +68,16 @@ def evaluate(model: Pipeline, data: Split) -> dict[str, float]:
     for group in sorted(data.groups_test.unique()):
         mask = (data.groups_test == group).to_numpy()
         y_true, y_score, y_pred = data.y_test.to_numpy()[mask], scores[mask], predicted[mask]
-        values = {"accuracy": float(accuracy_score(y_true, y_pred)), "f1": float(f1_score(y_true, y_pred, zero_division=0))}
+        values = {
+            "accuracy": float(accuracy_score(y_true, y_pred)),
+            "f1": float(f1_score(y_true, y_pred, zero_division=0)),
+        }
         values["roc_auc"] = float(roc_auc_score(y_true, y_score)) if len(set(y_true)) > 1 else values["accuracy"]
         per_group[group] = values
         metrics.update({f"{name}_group_{group}": value for name, value in values.items()})
     for name in ("accuracy", "roc_auc", "f1"):
-        values = [group_values[name] for group_values in per_group.values()]
-        metrics[f"{name}_group_gap"] = max(values) - min(values)
+        group_scores = [group_values[name] for group_values in per_group.values()]
+        metrics[f"{name}_group_gap"] = max(group_scores) - min(group_scores)
     return metrics
 
 
@@ -83,7 +86,9 @@ def git_sha(cwd: Path | None = None) -> str:
     if sha := os.environ.get("GITHUB_SHA"):
         return sha
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10)
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return result.stdout.strip()
@@ -94,7 +99,9 @@ def pip_requirements() -> list[str]:
     return [f"scikit-learn=={version('scikit-learn')}", f"numpy=={version('numpy')}", f"pandas=={version('pandas')}"]
 
 
-def model_card(registered_model: str, config: TrainingConfig, metrics: dict[str, float], lineage: dict[str, str]) -> str:
+def model_card(
+    registered_model: str, config: TrainingConfig, metrics: dict[str, float], lineage: dict[str, str]
+) -> str:
     rows = "\n".join(f"| {name} | {value:.4f} |" for name, value in sorted(metrics.items()))
     return f"""# Model card: {registered_model}
 
@@ -104,7 +111,7 @@ training, gated promotion, serving. Not for clinical use.
 
 ## Data
 scikit-learn's breast cancer dataset (569 rows, 30 numeric features), stratified split,
-test size {config.test_size}. Dataset SHA-256: `{lineage['dataset_sha256']}`.
+test size {config.test_size}. Dataset SHA-256: `{lineage["dataset_sha256"]}`.
 
 ## Fairness groups
 A proxy grouping (no demographic column exists): `{GROUP_FEATURE}` above/below the training median.
@@ -116,17 +123,18 @@ Gaps between the groups are reported as `*_group_gap` and bounded by the promoti
 {rows}
 
 ## Lineage
-Git commit `{lineage['git_sha']}`; training config `{lineage['training_config']}`.
+Git commit `{lineage["git_sha"]}`; training config `{lineage["training_config"]}`.
 """
 
 
-def train(tracking_uri: str, registered_model: str, config: TrainingConfig | None = None,
-          experiment: str = "training") -> TrainingResult:
+def train(
+    tracking_uri: str, registered_model: str, config: TrainingConfig | None = None, experiment: str = "training"
+) -> TrainingResult:
     """Fit, evaluate, log and register one model version; returns the new version number."""
-    from pipelines.registry import artifact_digest_of_version, set_version_lineage  # noqa: PLC0415 -- sets MLflow env first
-
     import mlflow  # noqa: PLC0415 -- heavy; imported only when training
     from mlflow.models import infer_signature  # noqa: PLC0415
+
+    from pipelines.registry import artifact_digest_of_version, set_version_lineage  # noqa: PLC0415 -- sets MLflow env first
 
     config = config or TrainingConfig()
     data = split(config.test_size, config.random_state)
@@ -159,9 +167,15 @@ def train(tracking_uri: str, registered_model: str, config: TrainingConfig | Non
     registered_version = int(info.registered_model_version)
     client = mlflow.MlflowClient(tracking_uri)
     set_version_lineage(
-        client, registered_model, registered_version,
-        {**lineage, "model_version": str(registered_version), "source_run_id": run.info.run_id,
-         "artifact_sha256": artifact_digest_of_version(tracking_uri, registered_model, registered_version)},
+        client,
+        registered_model,
+        registered_version,
+        {
+            **lineage,
+            "model_version": str(registered_version),
+            "source_run_id": run.info.run_id,
+            "artifact_sha256": artifact_digest_of_version(tracking_uri, registered_model, registered_version),
+        },
     )
     return TrainingResult(registered_model, registered_version, run.info.run_id, metrics)
 
@@ -174,8 +188,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = TrainingConfig.model_validate_json(args.config.read_text()) if args.config else TrainingConfig()
     result = train(args.tracking_uri, args.registered_model, config)
-    print(json.dumps({"registered_model": result.registered_model, "version": result.version,
-                      "run_id": result.run_id, "metrics": result.metrics}, indent=2))
+    print(
+        json.dumps(
+            {
+                "registered_model": result.registered_model,
+                "version": result.version,
+                "run_id": result.run_id,
+                "metrics": result.metrics,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -94,8 +94,11 @@ class Verdict:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "environment": self.environment, "model": self.model, "model_version": self.model_version,
-            "passed": self.passed, "rules": [rule.__dict__ for rule in self.rules],
+            "environment": self.environment,
+            "model": self.model,
+            "model_version": self.model_version,
+            "passed": self.passed,
+            "rules": [rule.__dict__ for rule in self.rules],
         }
 
 
@@ -117,27 +120,49 @@ def evaluate(policy: ModelPolicy, evidence: Evidence) -> Verdict:
     source = policy.source
     if source is not None:
         serving = evidence.source_serving_version
-        rules.append(RuleResult(
-            "order", serving == evidence.model_version,
-            f"{source.value} serves version {serving}" if serving is not None else f"{source.value} serves no version yet",
-        ))
+        rules.append(
+            RuleResult(
+                "order",
+                serving == evidence.model_version,
+                f"{source.value} serves version {serving}"
+                if serving is not None
+                else f"{source.value} serves no version yet",
+            )
+        )
     for metric, floor in sorted(policy.min_metrics.items()):
         value = evidence.metrics.get(metric)
-        rules.append(RuleResult(
-            f"min_{metric}", value is not None and value >= floor,
-            f"{metric} = {value:.4f}, floor {floor}" if value is not None else f"{metric} was not logged",
-        ))
+        rules.append(
+            RuleResult(
+                f"min_{metric}",
+                value is not None and value >= floor,
+                f"{metric} = {value:.4f}, floor {floor}" if value is not None else f"{metric} was not logged",
+            )
+        )
     for metric, bound in sorted(policy.max_group_gap.items()):
         gap = evidence.metrics.get(f"{metric}_group_gap")
-        rules.append(RuleResult(
-            f"group_gap_{metric}", gap is not None and gap <= bound,
-            f"{metric} gap between groups = {gap:.4f}, at most {bound}" if gap is not None
-            else f"{metric}_group_gap was not logged",
-        ))
+        rules.append(
+            RuleResult(
+                f"group_gap_{metric}",
+                gap is not None and gap <= bound,
+                f"{metric} gap between groups = {gap:.4f}, at most {bound}"
+                if gap is not None
+                else f"{metric}_group_gap was not logged",
+            )
+        )
     missing = [tag for tag in policy.required_tags if not evidence.tags.get(tag)]
-    rules.append(RuleResult("lineage_tags", not missing,
-                            f"missing: {', '.join(missing)}" if missing else f"present: {', '.join(policy.required_tags)}"))
+    rules.append(
+        RuleResult(
+            "lineage_tags",
+            not missing,
+            f"missing: {', '.join(missing)}" if missing else f"present: {', '.join(policy.required_tags)}",
+        )
+    )
     if policy.require_signature:
-        rules.append(RuleResult("signature", evidence.has_signature,
-                                "signature logged" if evidence.has_signature else "the model has no signature"))
+        rules.append(
+            RuleResult(
+                "signature",
+                evidence.has_signature,
+                "signature logged" if evidence.has_signature else "the model has no signature",
+            )
+        )
     return Verdict(policy.environment.value, evidence.model, evidence.model_version, rules)
