@@ -24,7 +24,17 @@ import httpx
 from infra.settings import PROMOTION_ORDER
 from pipelines import objectstore
 from pipelines.errors import EnvironmentProblem
-from pipelines.procs import LOOPBACK, Proc, choose_port, group_rss_bytes, save_state, spawn, stop, wait_http
+from pipelines.procs import (
+    LOOPBACK,
+    Proc,
+    choose_port,
+    group_rss_bytes,
+    port_in_use,
+    save_state,
+    spawn,
+    stop,
+    wait_http,
+)
 
 SERVICES = ("object_store", "tracking", "serving")
 HEALTH = {"object_store": "/moto-api/", "tracking": "/health", "serving": "/livez"}
@@ -53,11 +63,12 @@ class UpSummary:
 
 
 class LocalEnvironment:
-    def __init__(self, root: Path, model: str, progress: Callable[[str], None] = lambda _: None) -> None:
+    def __init__(self, root: Path, model: str, progress: Callable[[str], None] = lambda _: None,
+                 home: Path | None = None) -> None:
         self.root = root
         self.model = model
         self.progress = progress
-        self.home = root / ".mlops" / "local"
+        self.home = home or root / ".mlops" / "local"
         self.state_file = self.home / "state.json"
         self.logs = self.home / "logs"
 
@@ -97,22 +108,31 @@ class LocalEnvironment:
         started = time.monotonic()
         ports = ports or Ports()
         self.home.mkdir(parents=True, exist_ok=True)
+        previous = self.state()
         running = self.running()
         if train or "tracking" not in running:  # training may follow: import its heavy modules while servers boot
             threading.Thread(target=_warm_up_imports, name="warm-up", daemon=True).start()
-        reused = [name for name in SERVICES if name in running]
-        stale = {name: proc for name, proc in self.state().items() if name not in running}
-        for proc in stale.values():  # half-dead leftovers of an earlier run
-            stop(proc)
+        for name, proc in previous.items():  # half-dead leftovers of an earlier run
+            if name not in running:
+                stop(proc)
         services = dict(running)
-        if "object_store" not in services:
-            services["object_store"] = self._start_object_store(ports.object_store)
-        store_env = objectstore.client_env(services["object_store"].port)
-        os.environ.update(store_env)
-        if "tracking" not in services:
-            services["tracking"] = self._start_tracking(ports.tracking, store_env)
-        if "serving" not in services:
-            services["serving"] = self._start_serving(ports.serving, services["tracking"].url, store_env)
+        # A server that comes back takes its previous port when it can, so that its clients' settings stay
+        # right; when it cannot, the servers configured with its old address are restarted too.
+        requested = {"object_store": ports.object_store, "tracking": ports.tracking, "serving": ports.serving}
+        starters = {"object_store": self._start_object_store, "tracking": self._start_tracking,
+                    "serving": self._start_serving}
+        for index, name in enumerate(SERVICES):
+            if name in services:
+                continue
+            proc = starters[name](_preferred_port(requested[name], previous.get(name)), services)
+            services[name] = proc
+            old = previous.get(name)
+            if old is not None and old.port != proc.port:
+                for dependent in SERVICES[index + 1 :]:
+                    if dependent in services:
+                        stop(services.pop(dependent))
+        reused = [name for name in SERVICES if services[name] is running.get(name)]
+        os.environ.update(objectstore.client_env(services["object_store"].port))
         save_state(self.state_file, {**services, "model": self.model})
 
         self.progress("waiting for the object store")
@@ -209,7 +229,7 @@ class LocalEnvironment:
             "PYTHONUNBUFFERED": "1",
         }
 
-    def _start_object_store(self, port: int) -> Proc:
+    def _start_object_store(self, port: int, _services: dict[str, Proc]) -> Proc:
         port = choose_port(port, "object store")
         self.progress(f"starting the S3-compatible object store (moto) on {LOOPBACK}:{port}")
         command = [self._bin("moto_server"), "-H", LOOPBACK, "-p", str(port)]
@@ -224,7 +244,8 @@ class LocalEnvironment:
             cwd=self.root,
         )
 
-    def _start_tracking(self, port: int, store_env: dict[str, str]) -> Proc:
+    def _start_tracking(self, port: int, services: dict[str, Proc]) -> Proc:
+        store_env = objectstore.client_env(services["object_store"].port)
         port = choose_port(port, "tracking server")
         self.progress(f"starting the MLflow tracking server on {LOOPBACK}:{port}")
         command = [
@@ -253,7 +274,9 @@ class LocalEnvironment:
             cwd=self.root,
         )
 
-    def _start_serving(self, port: int, tracking_uri: str, store_env: dict[str, str]) -> Proc:
+    def _start_serving(self, port: int, services: dict[str, Proc]) -> Proc:
+        store_env = objectstore.client_env(services["object_store"].port)
+        tracking_uri = services["tracking"].url
         from pipelines.registry import registered_name  # noqa: PLC0415
 
         port = choose_port(port, "serving")
@@ -324,6 +347,12 @@ class LocalEnvironment:
         if purge:
             shutil.rmtree(self.home, ignore_errors=True)
         return stopped
+
+
+def _preferred_port(requested: int, previous: Proc | None) -> int:
+    if requested or previous is None or port_in_use(previous.port):
+        return requested
+    return previous.port
 
 
 def _warm_up_imports() -> None:

@@ -101,9 +101,16 @@ def promote(
         if not registered_model_exists(candidate_client, candidate_name):
             raise BadInput(f"unknown model {model!r}: the {candidate_env} registry has no {candidate_name}")
         candidate = find_by_model_version(candidate_client, candidate_name, model_version)
-        if candidate is None:
-            raise BadInput(f"{model} version {model_version} is not in the {candidate_env} registry ({candidate_name})")
         serving = champion(candidate_client, candidate_name) if source_env else None
+        if candidate is None:
+            if source_env is None:
+                raise BadInput(f"{model} version {model_version} is not in the dev registry ({candidate_name}): "
+                               "train it first (`mlops train`)")
+            raise BadInput(
+                f"{model} version {model_version} is not in the {source_env} registry ({candidate_name}): "
+                f"promotions may not skip an environment; promote it to {source_env} first "
+                f"({source_env} serves {f'version {serving.model_version}' if serving else 'nothing yet'})"
+            )
         with tempfile.TemporaryDirectory() as tmp:
             model_dir = download_version(candidate_uri, candidate_name, candidate.registry_version, Path(tmp))
             signature = has_signature(model_dir)

@@ -72,13 +72,16 @@ def artifact_digest(directory: Path) -> str:
 
 
 def download_version(tracking_uri: str, name: str, registry_version: int, destination: Path) -> Path:
+    """Download a version's artifacts from the registry at `tracking_uri`.
+
+    The location is resolved through a client bound to that server: a `models:/` URI would be resolved
+    against MLflow's process-wide registry URI, which is the wrong server when registries are separate.
+    """
     import mlflow  # noqa: PLC0415
 
-    path = Path(
-        mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{registry_version}", dst_path=str(destination), tracking_uri=tracking_uri
-        )
-    )
+    location = client_for(tracking_uri).get_model_version_download_uri(name, str(registry_version))
+    path = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(destination),
+                                                    tracking_uri=tracking_uri))
     (path / REGISTRY_META_FILE).unlink(missing_ok=True)
     return path
 

@@ -1,11 +1,21 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from infra.config import load_stack
+from pipelines.local import LocalEnvironment, UpSummary
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("smoke", "smoke tests against a deployed environment (tests/smoke)")
+    group.addoption("--serving-url", help="serving endpoint to smoke-test (default: start the local environment)")
+    group.addoption("--expected-version", type=int, help="model version the endpoint must serve")
 
 
 @pytest.fixture
@@ -17,3 +27,15 @@ def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         shutil.copy(path, tmp_path / "stacks" / path.name)
     monkeypatch.setenv("MLOPS_ROOT", str(tmp_path))
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalEnvironment, UpSummary]]:
+    """The real local environment (moto, MLflow, BentoML on 127.0.0.1), state in a temporary directory."""
+    model = load_stack(ROOT, "local").serving.model.name
+    env = LocalEnvironment(ROOT, model, home=tmp_path_factory.mktemp("local-env"))
+    try:
+        summary = env.up()
+        yield env, summary
+    finally:
+        env.down(purge=True)

@@ -89,8 +89,12 @@ class ModelHolder:
         import mlflow  # noqa: PLC0415
 
         started = time.monotonic()
+        from pipelines.registry import client_for  # noqa: PLC0415
+
+        client = client_for(self.config.tracking_uri)
+        location = client.get_model_version_download_uri(self.config.model_name, str(registry_version))
         mlflow.set_tracking_uri(self.config.tracking_uri)
-        estimator = mlflow.sklearn.load_model(f"models:/{self.config.model_name}/{registry_version}")
+        estimator = mlflow.sklearn.load_model(location)
         names = tuple(str(n) for n in getattr(estimator, "feature_names_in_", ()))
         loaded = LoadedModel(estimator, model_version, registry_version, int(estimator.n_features_in_), names)
         with self._lock:

@@ -1,0 +1,215 @@
+"""`mlops local up` for real: the lifecycle, idempotence, bad requests and faults, with real servers."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from pipelines.errors import BadInput, CheckFailed, EnvironmentProblem
+from pipelines.local import LocalEnvironment, UpSummary
+from pipelines.objectstore import s3_client
+from pipelines.promotion import PromotionRefused, promote
+from pipelines.registry import champion, client_for, find_by_model_version, registered_name
+
+pytestmark = pytest.mark.integration
+
+
+def registry_state(env: LocalEnvironment) -> dict[str, object]:
+    """Everything a failed request must leave unchanged: aliases and the number of versions per registry."""
+    client = client_for(env.tracking_uri())
+    state: dict[str, object] = {}
+    for environment in ("dev", "staging", "prod"):
+        name = registered_name(environment, env.model)
+        state[f"{environment}.champion"] = getattr(champion(client, name), "registry_version", None)
+        state[f"{environment}.versions"] = len(client.search_model_versions(f"name='{name}'"))
+    return state
+
+
+def test_up_runs_the_whole_lifecycle(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
+    _, summary = local_env
+    assert summary.trained_version == 1
+    assert summary.champions == {"dev": 1, "staging": 1, "prod": 1}
+    assert [p["environment"] for p in summary.promotions] == ["dev", "staging", "prod"]
+    assert all(p["passed"] for p in summary.promotions)
+    assert summary.served_version == 1
+    assert summary.smoke and all(ok for _, ok, _ in summary.smoke), summary.smoke
+
+
+def test_every_server_has_its_own_process_group_and_state_files(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
+    env, summary = local_env
+    for name, proc in summary.services.items():
+        assert os.getpgid(proc.pid) == proc.pid, f"{name} leads its own process group"
+        assert Path(proc.log).is_file() and proc.url.startswith("http://127.0.0.1:")
+    assert env.state_file.is_file() and (env.home / "mlflow.db").is_file()
+
+
+def test_lineage_and_decisions_are_recorded(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
+    env, _ = local_env
+    client = client_for(env.tracking_uri())
+    prod = champion(client, registered_name("prod", env.model))
+    assert prod is not None
+    for tag in ("model_version", "git_sha", "dataset_sha256", "training_config", "artifact_sha256"):
+        assert prod.tags.get(tag), tag
+    assert prod.tags["promoted_from"] == "staging" and prod.tags["copy_status"] == "verified"
+    assert prod.tags["gate.prod.passed"] == "true"
+    assert prod.metrics["roc_auc"] > 0.9, "metrics travel with the copy"
+    dev = find_by_model_version(client, registered_name("dev", env.model), 1)
+    assert dev is not None and dev.tags["gate.dev.passed"] == dev.tags["gate.staging.passed"] == "true"
+
+
+def test_second_up_reuses_everything(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
+    env, first = local_env
+    again = env.up()
+    assert sorted(again.reused) == ["object_store", "serving", "tracking"]
+    assert again.trained_version is None, "no training unless asked"
+    assert {n: p.pid for n, p in again.services.items()} == {n: p.pid for n, p in first.services.items()}
+    assert again.served_version == 1
+
+
+@pytest.mark.parametrize(
+    ("model", "version", "target", "error", "message"),
+    [
+        ("no-such-model", 1, "dev", BadInput, "unknown model 'no-such-model'"),
+        (None, 99, "staging", BadInput, "version 99 is not in the dev registry"),
+        (None, 99, "dev", BadInput, "train it first"),
+        (None, 1, "qa", BadInput, "models are promoted through dev → staging → prod"),
+        (None, 0, "dev", BadInput, "positive model version"),
+    ],
+)
+def test_bad_promotion_requests_change_nothing(local_env: tuple[LocalEnvironment, UpSummary], model: str | None,
+                                               version: int, target: str, error: type[Exception], message: str) -> None:
+    env, _ = local_env
+    before = registry_state(env)
+    with pytest.raises(error, match=message):
+        promote(model or env.model, version, target, env.registries())
+    assert registry_state(env) == before
+
+
+def test_new_version_cannot_skip_staging(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
+    from apps.training.train import TrainingConfig, train
+
+    env, _ = local_env
+    new = train(env.tracking_uri(), registered_name("dev", env.model), TrainingConfig(random_state=7))
+    promote(env.model, new.version, "dev", env.registries())
+    before = registry_state(env)
+    with pytest.raises(BadInput, match="may not skip an environment; promote it to staging first") as skipped:
+        promote(env.model, new.version, "prod", env.registries())
+    assert skipped.value.exit_code == 2
+    assert registry_state(env) == before, "prod keeps serving its version"
+
+
+def test_version_not_serving_in_the_source_is_refused_by_the_order_rule(
+    local_env: tuple[LocalEnvironment, UpSummary],
+) -> None:
+    """Version 1 is in staging's registry but staging now serves a newer one: prod may only take that one."""
+    from apps.training.train import train
+
+    env, _ = local_env
+    newer = train(env.tracking_uri(), registered_name("dev", env.model))
+    for target in ("dev", "staging"):
+        promote(env.model, newer.version, target, env.registries())
+    before = registry_state(env)
+    with pytest.raises(PromotionRefused, match=f"order: staging serves version {newer.version}") as refused:
+        promote(env.model, 1, "prod", env.registries())
+    assert refused.value.exit_code == 1
+    assert registry_state(env) == before
+
+
+def test_failing_metric_floor_is_refused(local_env: tuple[LocalEnvironment, UpSummary], tmp_path: Path) -> None:
+    env, _ = local_env
+    strict = Path(__file__).parents[2] / "policies" / "models" / "staging.yaml"
+    (tmp_path / "staging.yaml").write_text(strict.read_text().replace("roc_auc: 0.95", "roc_auc: 0.9999"))
+    dev_serving = champion(client_for(env.tracking_uri()), registered_name("dev", env.model))
+    assert dev_serving is not None
+    before = registry_state(env)
+    with pytest.raises(PromotionRefused, match=r"min_roc_auc: roc_auc = 0\.\d+, floor 0\.9999"):
+        promote(env.model, dev_serving.model_version, "staging", env.registries(), policy_dir=tmp_path)
+    assert registry_state(env) == before
+    tags = client_for(env.tracking_uri()).get_model_version(dev_serving.registered_model, str(dev_serving.registry_version)).tags
+    assert tags["gate.staging.passed"] == "false", "the refusal is recorded on the version"
+
+
+def test_version_missing_lineage_is_refused(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
+    from apps.training.train import train
+
+    env, _ = local_env
+    client = client_for(env.tracking_uri())
+    new = train(env.tracking_uri(), registered_name("dev", env.model))
+    client.delete_model_version_tag(new.registered_model, str(new.version), "dataset_sha256")
+    before = registry_state(env)
+    with pytest.raises(PromotionRefused, match="lineage_tags: missing: dataset_sha256"):
+        promote(env.model, new.version, "dev", env.registries())
+    assert registry_state(env) == before
+
+
+def test_tampered_artifact_is_detected(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
+    from apps.training.train import train
+
+    env, summary = local_env
+    client = client_for(env.tracking_uri())
+    new = train(env.tracking_uri(), registered_name("dev", env.model))
+    promote(env.model, new.version, "dev", env.registries())
+    source = client.get_model_version(new.registered_model, str(new.version)).source
+    logged_model = client.get_logged_model(source.removeprefix("models:/"))
+    bucket, _, prefix = logged_model.artifact_location.removeprefix("s3://").partition("/")
+    s3 = s3_client(summary.services["object_store"].port)
+    key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"] if o["Key"].endswith(".skops"))
+    s3.put_object(Bucket=bucket, Key=key, Body=b"not the trained weights")
+    before = registry_state(env)
+    with pytest.raises(CheckFailed, match="artifact digest mismatch"):
+        promote(env.model, new.version, "staging", env.registries())
+    assert registry_state(env) == before
+
+
+def test_interrupted_copy_converges_on_rerun(local_env: tuple[LocalEnvironment, UpSummary],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server dies after a copy is created but before it is verified: no alias moves; a re-run converges."""
+    import pipelines.registry as registry
+    from apps.training.train import train
+
+    env, _ = local_env
+    new = train(env.tracking_uri(), registered_name("dev", env.model))
+    promote(env.model, new.version, "dev", env.registries())
+    real = registry.artifact_digest_of_version
+
+    def dies(*_: object) -> str:
+        raise ConnectionError("Connection refused (simulated: the server died mid-copy)")
+
+    monkeypatch.setattr(registry, "artifact_digest_of_version", dies)
+    staging = registered_name("staging", env.model)
+    before = champion(client_for(env.tracking_uri()), staging)
+    with pytest.raises(EnvironmentProblem, match="not reachable while copying"):
+        promote(env.model, new.version, "staging", env.registries())
+    after = champion(client_for(env.tracking_uri()), staging)
+    assert after is not None and before is not None and after.registry_version == before.registry_version
+    assert find_by_model_version(client_for(env.tracking_uri()), staging, new.version) is None, "half copy never used"
+    monkeypatch.setattr(registry, "artifact_digest_of_version", real)
+    done = promote(env.model, new.version, "staging", env.registries())
+    assert done.target.model_version == new.version and done.target.tags["copy_status"] == "verified"
+
+
+def test_tracking_server_killed_then_up_converges(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
+    from pipelines.procs import stop
+
+    env, _ = local_env
+    registries = env.registries()
+    tracking = env.state()["tracking"]
+    assert stop(tracking)
+    started = time.monotonic()
+    with pytest.raises(EnvironmentProblem, match="is not reachable"):
+        promote(env.model, 1, "dev", registries)
+    assert time.monotonic() - started < 60, "a dead server fails the command quickly"
+    summary = env.up()
+    assert "tracking" not in summary.reused and "object_store" in summary.reused
+    assert summary.champions["prod"] == 1 and all(ok for _, ok, _ in summary.smoke)
+
+
+def test_retrain_flows_to_serving(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
+    env, _ = local_env
+    summary = env.up(train=True)
+    assert summary.refused is None, summary.refused
+    assert summary.trained_version is not None and summary.trained_version > 1
+    assert summary.champions["prod"] == summary.served_version == summary.trained_version
