@@ -6,6 +6,8 @@ local state are kept), so a second run is fast.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,14 +30,15 @@ def main(argv: list[str]) -> int:
         git_init(destination, "Initial platform from template")
     step("install the generated project (uv, from its lock)")
     run(["make", "install"], destination, env=CLEAN_ENV)
-    step("main job: mlops config validate --all")
-    validate = run([destination / ".venv/bin/mlops", "config", "validate", "--all"], destination, env=CLEAN_ENV)
-    print(validate.stdout, end="")
-    print(f"\nDemo ready in {time.monotonic() - started:.0f}s: {destination}")
-    print(
-        f"  cd {destination.relative_to(Path.cwd()) if destination.is_relative_to(Path.cwd()) else destination}"
-        " && uv run mlops --help"
+    step("main job: mlops local up (object store, MLflow, training, gated promotion, BentoML, smoke test)")
+    up = subprocess.run(
+        [destination / ".venv/bin/mlops", "local", "up"], cwd=destination, env={**os.environ, **CLEAN_ENV}, check=False
     )
+    if up.returncode != 0:
+        print(f"\nmlops local up failed (exit {up.returncode}); logs: {destination / '.mlops/local/logs'}")
+        return up.returncode
+    print(f"\nDemo ready in {time.monotonic() - started:.0f}s in {destination}")
+    print("  make demo-down    stops the local servers (data kept; `mlops local down --purge` deletes it)")
     return 0
 
 

@@ -63,8 +63,9 @@ class UpSummary:
 
 
 class LocalEnvironment:
-    def __init__(self, root: Path, model: str, progress: Callable[[str], None] = lambda _: None,
-                 home: Path | None = None) -> None:
+    def __init__(
+        self, root: Path, model: str, progress: Callable[[str], None] = lambda _: None, home: Path | None = None
+    ) -> None:
         self.root = root
         self.model = model
         self.progress = progress
@@ -119,8 +120,11 @@ class LocalEnvironment:
         # A server that comes back takes its previous port when it can, so that its clients' settings stay
         # right; when it cannot, the servers configured with its old address are restarted too.
         requested = {"object_store": ports.object_store, "tracking": ports.tracking, "serving": ports.serving}
-        starters = {"object_store": self._start_object_store, "tracking": self._start_tracking,
-                    "serving": self._start_serving}
+        starters = {
+            "object_store": self._start_object_store,
+            "tracking": self._start_tracking,
+            "serving": self._start_serving,
+        }
         for index, name in enumerate(SERVICES):
             if name in services:
                 continue

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -22,7 +24,8 @@ PortOption = typer.Option(min=0, max=65535, help="0 picks a free port")
 def environment() -> LocalEnvironment:
     root = repo_root()
     model = load_stack(root, "local").serving.model.name
-    return LocalEnvironment(root, model, progress=progress)
+    home = os.environ.get("MLOPS_LOCAL_HOME")  # another state directory (benchmarks, parallel checkouts)
+    return LocalEnvironment(root, model, progress=progress, home=Path(home).resolve() if home else None)
 
 
 @app.command("up")

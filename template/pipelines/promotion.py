@@ -104,8 +104,10 @@ def promote(
         serving = champion(candidate_client, candidate_name) if source_env else None
         if candidate is None:
             if source_env is None:
-                raise BadInput(f"{model} version {model_version} is not in the dev registry ({candidate_name}): "
-                               "train it first (`mlops train`)")
+                raise BadInput(
+                    f"{model} version {model_version} is not in the dev registry ({candidate_name}): "
+                    "train it first (`mlops train`)"
+                )
             raise BadInput(
                 f"{model} version {model_version} is not in the {source_env} registry ({candidate_name}): "
                 f"promotions may not skip an environment; promote it to {source_env} first "

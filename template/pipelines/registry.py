@@ -32,6 +32,8 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 # Models carry explicit pip requirements; copying the project's uv.lock into each one costs seconds and MBs.
 os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
+# Run links go to stdout, which belongs to `--format json` output.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 CHAMPION = "champion"
 # Written by MLflow into every `models:/` download; it names the registry, so it is not part of the model.
@@ -80,8 +82,9 @@ def download_version(tracking_uri: str, name: str, registry_version: int, destin
     import mlflow  # noqa: PLC0415
 
     location = client_for(tracking_uri).get_model_version_download_uri(name, str(registry_version))
-    path = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(destination),
-                                                    tracking_uri=tracking_uri))
+    path = Path(
+        mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(destination), tracking_uri=tracking_uri)
+    )
     (path / REGISTRY_META_FILE).unlink(missing_ok=True)
     return path
 

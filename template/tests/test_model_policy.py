@@ -14,8 +14,12 @@ GOOD_TAGS = {tag: "x" for tag in ("model_version", "git_sha", "dataset_sha256", 
 
 def evidence(**changes: object) -> Evidence:
     values: dict[str, object] = {
-        "model": "m", "model_version": 3, "metrics": GOOD_METRICS, "tags": GOOD_TAGS,
-        "has_signature": True, "source_serving_version": 3,
+        "model": "m",
+        "model_version": 3,
+        "metrics": GOOD_METRICS,
+        "tags": GOOD_TAGS,
+        "has_signature": True,
+        "source_serving_version": 3,
     }
     values.update(changes)
     return Evidence(**values)  # type: ignore[arg-type]
@@ -75,6 +79,6 @@ def test_verdict_as_dict_is_structured() -> None:
 )
 def test_bad_policy_file_is_refused_with_the_key(tmp_path: Path, text: str, message: str) -> None:
     (tmp_path / "prod.yaml").write_text(text)
-    with pytest.raises(PolicyError, match="prod.yaml") as raised:
+    with pytest.raises(PolicyError, match=r"prod\.yaml") as raised:
         load_policy("prod", tmp_path)
     assert message in str(raised.value)

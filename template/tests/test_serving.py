@@ -35,8 +35,12 @@ def sqlite_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def client(sqlite_registry: str) -> Iterator[TestClient]:
-    os.environ.update(MLFLOW_TRACKING_URI=sqlite_registry, MODEL_NAME="prod.diagnosis", MAX_BATCH_ROWS=str(MAX_ROWS),
-                      SERVING_ENVIRONMENT="test")
+    os.environ.update(
+        MLFLOW_TRACKING_URI=sqlite_registry,
+        MODEL_NAME="prod.diagnosis",
+        MAX_BATCH_ROWS=str(MAX_ROWS),
+        SERVING_ENVIRONMENT="test",
+    )
     from apps.serving.service import ModelService
 
     with TestClient(ModelService.to_asgi()) as test_client:
@@ -66,8 +70,8 @@ BAD: dict[str, tuple[dict[str, Any], int, str]] = {
     "wrong shape": ({"json": {"instances": [[1.0, 2.0]]}}, 422, "every row must have 30 features"),
     "ragged rows": ({"json": {"instances": [[1.0] * 30, [1.0] * 29]}}, 422, "got rows of [29, 30]"),
     "wrong type": ({"json": {"instances": [["a"] * 30]}}, 400, "valid number"),
-    "NaN": ({"content": "{\"instances\": [[NaN" + ", 1.0" * 29 + "]]}"}, 400, "finite number"),
-    "infinity": ({"content": "{\"instances\": [[Infinity" + ", 1.0" * 29 + "]]}"}, 400, "finite number"),
+    "NaN": ({"content": '{"instances": [[NaN' + ", 1.0" * 29 + "]]}"}, 400, "finite number"),
+    "infinity": ({"content": '{"instances": [[Infinity' + ", 1.0" * 29 + "]]}"}, 400, "finite number"),
     "oversized batch": ({"json": {"instances": [[1.0] * 30] * (MAX_ROWS + 1)}}, 413, f"limit of {MAX_ROWS}"),
     "empty batch": ({"json": {"instances": []}}, 400, "at least 1 item"),
     "missing field": ({"json": {"rows": [[1.0] * 30]}}, 400, "Field required"),

@@ -46,8 +46,12 @@ def test_pip_requirements_are_explicit_and_pinned() -> None:
 
 
 def test_model_card_names_data_metrics_and_lineage() -> None:
-    card = model_card("dev.m", TrainingConfig(), {"roc_auc": 0.99},
-                      {"dataset_sha256": "abc", "git_sha": "123", "training_config": "{}"})
+    card = model_card(
+        "dev.m",
+        TrainingConfig(),
+        {"roc_auc": 0.99},
+        {"dataset_sha256": "abc", "git_sha": "123", "training_config": "{}"},
+    )
     assert "| roc_auc | 0.9900 |" in card and "`abc`" in card and "`123`" in card
 
 

@@ -79,8 +79,14 @@ def test_second_up_reuses_everything(local_env: tuple[LocalEnvironment, UpSummar
         (None, 0, "dev", BadInput, "positive model version"),
     ],
 )
-def test_bad_promotion_requests_change_nothing(local_env: tuple[LocalEnvironment, UpSummary], model: str | None,
-                                               version: int, target: str, error: type[Exception], message: str) -> None:
+def test_bad_promotion_requests_change_nothing(
+    local_env: tuple[LocalEnvironment, UpSummary],
+    model: str | None,
+    version: int,
+    target: str,
+    error: type[Exception],
+    message: str,
+) -> None:
     env, _ = local_env
     before = registry_state(env)
     with pytest.raises(error, match=message):
@@ -128,7 +134,11 @@ def test_failing_metric_floor_is_refused(local_env: tuple[LocalEnvironment, UpSu
     with pytest.raises(PromotionRefused, match=r"min_roc_auc: roc_auc = 0\.\d+, floor 0\.9999"):
         promote(env.model, dev_serving.model_version, "staging", env.registries(), policy_dir=tmp_path)
     assert registry_state(env) == before
-    tags = client_for(env.tracking_uri()).get_model_version(dev_serving.registered_model, str(dev_serving.registry_version)).tags
+    tags = (
+        client_for(env.tracking_uri())
+        .get_model_version(dev_serving.registered_model, str(dev_serving.registry_version))
+        .tags
+    )
     assert tags["gate.staging.passed"] == "false", "the refusal is recorded on the version"
 
 
@@ -156,7 +166,9 @@ def test_tampered_artifact_is_detected(local_env: tuple[LocalEnvironment, UpSumm
     logged_model = client.get_logged_model(source.removeprefix("models:/"))
     bucket, _, prefix = logged_model.artifact_location.removeprefix("s3://").partition("/")
     s3 = s3_client(summary.services["object_store"].port)
-    key = next(o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"] if o["Key"].endswith(".skops"))
+    key = next(
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"] if o["Key"].endswith(".skops")
+    )
     s3.put_object(Bucket=bucket, Key=key, Body=b"not the trained weights")
     before = registry_state(env)
     with pytest.raises(CheckFailed, match="artifact digest mismatch"):
@@ -164,8 +176,9 @@ def test_tampered_artifact_is_detected(local_env: tuple[LocalEnvironment, UpSumm
     assert registry_state(env) == before
 
 
-def test_interrupted_copy_converges_on_rerun(local_env: tuple[LocalEnvironment, UpSummary],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupted_copy_converges_on_rerun(
+    local_env: tuple[LocalEnvironment, UpSummary], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The server dies after a copy is created but before it is verified: no alias moves; a re-run converges."""
     import pipelines.registry as registry
     from apps.training.train import train

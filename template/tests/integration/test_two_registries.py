@@ -21,13 +21,36 @@ def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     home = tmp_path_factory.mktemp("second-mlflow")
     port = choose_port(0, "second tracking server")
     bin_dir = Path(os.sys.executable).parent  # type: ignore[attr-defined]
-    command = [str(bin_dir / "mlflow"), "server", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}", "--default-artifact-root", str(home / "artifacts"),
-               "--no-serve-artifacts"]
-    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true", "PYTHONDONTWRITEBYTECODE": "",
-           "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    proc = spawn("second-tracking", command, port=port, log=home / "server.log", url=f"http://{LOOPBACK}:{port}",
-                 env=env, cwd=home)
+    command = [
+        str(bin_dir / "mlflow"),
+        "server",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{home / 'mlflow.db'}",
+        "--default-artifact-root",
+        str(home / "artifacts"),
+        "--no-serve-artifacts",
+    ]
+    env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "PYTHONDONTWRITEBYTECODE": "",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+    }
+    proc = spawn(
+        "second-tracking",
+        command,
+        port=port,
+        log=home / "server.log",
+        url=f"http://{LOOPBACK}:{port}",
+        env=env,
+        cwd=home,
+    )
     try:
         wait_http(proc, "/health", timeout=120)
         yield proc
@@ -35,24 +58,40 @@ def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
         stop(proc)
 
 
-def test_copy_between_two_servers_keeps_lineage_and_digest(local_env: tuple[LocalEnvironment, UpSummary],
-                                                            second_server: Proc, tmp_path: Path) -> None:
+def test_copy_between_two_servers_keeps_lineage_and_digest(
+    local_env: tuple[LocalEnvironment, UpSummary], second_server: Proc, tmp_path: Path
+) -> None:
     env, _ = local_env
     source = champion(client_for(env.tracking_uri()), registered_name("prod", env.model))
     assert source is not None
     target_name = registered_name("prod", env.model)
-    copied = copy_version(source_uri=env.tracking_uri(), source=source, target_uri=second_server.url,
-                          target_name=target_name, experiment="registry-prod",
-                          artifact_location=str(tmp_path / "copies"), extra_tags={"promoted_from": "local"})
+    copied = copy_version(
+        source_uri=env.tracking_uri(),
+        source=source,
+        target_uri=second_server.url,
+        target_name=target_name,
+        experiment="registry-prod",
+        artifact_location=str(tmp_path / "copies"),
+        extra_tags={"promoted_from": "local"},
+    )
     assert copied.tags["artifact_sha256"] == source.tags["artifact_sha256"]
-    assert artifact_digest_of_version(second_server.url, target_name, copied.registry_version) == source.tags["artifact_sha256"]
+    assert (
+        artifact_digest_of_version(second_server.url, target_name, copied.registry_version)
+        == source.tags["artifact_sha256"]
+    )
     for tag in ("model_version", "git_sha", "dataset_sha256", "training_config"):
         assert copied.tags[tag] == source.tags[tag]
     assert copied.tags["source_registered_model"] == source.registered_model
     assert copied.metrics == source.metrics
-    again = copy_version(source_uri=env.tracking_uri(), source=source, target_uri=second_server.url,
-                         target_name=target_name, experiment="registry-prod",
-                         artifact_location=str(tmp_path / "copies"), extra_tags={})
+    again = copy_version(
+        source_uri=env.tracking_uri(),
+        source=source,
+        target_uri=second_server.url,
+        target_name=target_name,
+        experiment="registry-prod",
+        artifact_location=str(tmp_path / "copies"),
+        extra_tags={},
+    )
     assert again.registry_version == copied.registry_version, "copying again reuses the verified copy"
     client_for(second_server.url).set_registered_model_alias(target_name, CHAMPION, str(copied.registry_version))
     assert champion(client_for(second_server.url), target_name).model_version == source.model_version  # type: ignore[union-attr]
@@ -63,7 +102,10 @@ def test_unreachable_target_is_an_environment_problem(local_env: tuple[LocalEnvi
 
     env, _ = local_env
     dead = f"http://{LOOPBACK}:{choose_port(0, 'dead')}"
-    registries = Registries(tracking_uris={"dev": env.tracking_uri(), "staging": dead, "prod": dead},
-                            artifact_locations={})
+    registries = Registries(
+        tracking_uris={"dev": env.tracking_uri(), "staging": dead, "prod": dead}, artifact_locations={}
+    )
+    serving_in_dev = champion(client_for(env.tracking_uri()), registered_name("dev", env.model))
+    assert serving_in_dev is not None
     with pytest.raises(EnvironmentProblem, match=f"MLflow server at {dead} is not reachable"):
-        promote(env.model, 1, "staging", registries)
+        promote(env.model, serving_in_dev.model_version, "staging", registries)

@@ -31,8 +31,9 @@ def target(request: pytest.FixtureRequest) -> Target:
     if url:
         return Target(url.rstrip("/"), expected, {})
     request.applymarker(pytest.mark.integration)
-    _, summary = request.getfixturevalue("local_env")
-    return Target(summary.services["serving"].url, expected or summary.champions["prod"], summary.services)
+    env, _ = request.getfixturevalue("local_env")
+    services = env.running()  # as they are now: earlier tests may have restarted one or promoted a new version
+    return Target(services["serving"].url, expected or env.champions()["prod"], services)
 
 
 @pytest.fixture
