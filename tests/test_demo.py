@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from common import ROOT, run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("demo")]
 
 
 def test_demo_brings_the_local_platform_up(tmp_path: Path) -> None:

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow
 CLEAN_ENV = {"VIRTUAL_ENV": "", "CI": os.environ.get("CI", "")}
 
 
-@pytest.fixture(scope="module", params=CLOUD_CHOICES)
+# One xdist group per variant: its install is made once, on the worker that runs all of its tests.
+@pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.xdist_group(c)) for c in CLOUD_CHOICES])
 def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cloud = request.param
     project = render(tmp_path_factory.mktemp(cloud) / "platform", {"clouds": cloud})

@@ -7,6 +7,7 @@ Every problem is reported with the file, the config key path and what was expect
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -108,15 +109,23 @@ def load_from_pulumi() -> Settings:
     project_config = pulumi.Config()
     config: dict[str, Any] = {}
     for field in Settings.model_fields:
-        value = project_config.get_object(field)
+        value = project_config.get(field)
         if value is not None:
-            config[f"{project}:{field}"] = value
+            config[f"{project}:{field}"] = _decode(value)
     for key in PROVIDER_KEYS:
         namespace, name = key.split(":")
         value = pulumi.Config(namespace).get(name)
         if value is not None:
             config[key] = value
     return settings_from_config(config, project, f"stacks/Pulumi.{stack}.yaml", stack=stack)
+
+
+def _decode(value: str) -> Any:
+    """The engine hands every value as a string: objects, lists, numbers as JSON; plain strings as they are."""
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
 
 
 def settings_from_config(config: Mapping[str, Any], project: str, source: str, stack: str | None = None) -> Settings:

@@ -120,6 +120,12 @@ class LocalEnvironment:
         # A server that comes back takes its previous port when it can, so that its clients' settings stay
         # right; when it cannot, the servers configured with its old address are restarted too.
         requested = {"object_store": ports.object_store, "tracking": ports.tracking, "serving": ports.serving}
+        # Every port is settled before anything starts: a taken port fails the command with nothing started.
+        chosen = {
+            name: choose_port(_preferred_port(requested[name], previous.get(name)), name.replace("_", " "))
+            for name in SERVICES
+            if name not in services
+        }
         starters = {
             "object_store": self._start_object_store,
             "tracking": self._start_tracking,
@@ -128,7 +134,8 @@ class LocalEnvironment:
         for index, name in enumerate(SERVICES):
             if name in services:
                 continue
-            proc = starters[name](_preferred_port(requested[name], previous.get(name)), services)
+            port = chosen.get(name) or choose_port(_preferred_port(requested[name], previous.get(name)), name)
+            proc = starters[name](port, services)
             services[name] = proc
             old = previous.get(name)
             if old is not None and old.port != proc.port:
@@ -234,7 +241,6 @@ class LocalEnvironment:
         }
 
     def _start_object_store(self, port: int, _services: dict[str, Proc]) -> Proc:
-        port = choose_port(port, "object store")
         self.progress(f"starting the S3-compatible object store (moto) on {LOOPBACK}:{port}")
         command = [self._bin("moto_server"), "-H", LOOPBACK, "-p", str(port)]
         url = f"http://{LOOPBACK}:{port}"
@@ -250,7 +256,6 @@ class LocalEnvironment:
 
     def _start_tracking(self, port: int, services: dict[str, Proc]) -> Proc:
         store_env = objectstore.client_env(services["object_store"].port)
-        port = choose_port(port, "tracking server")
         self.progress(f"starting the MLflow tracking server on {LOOPBACK}:{port}")
         command = [
             self._bin("mlflow"),
@@ -283,7 +288,6 @@ class LocalEnvironment:
         tracking_uri = services["tracking"].url
         from pipelines.registry import registered_name  # noqa: PLC0415
 
-        port = choose_port(port, "serving")
         self.progress(f"starting BentoML serving on {LOOPBACK}:{port} (it loads the prod model when there is one)")
         command = [
             self._bin("bentoml"),
