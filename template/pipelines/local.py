@@ -240,52 +240,31 @@ class LocalEnvironment:
             "PYTHONUNBUFFERED": "1",
         }
 
+    def _spawn(self, name: str, command: list[str], port: int, env: dict[str, str]) -> Proc:
+        url = f"http://{LOOPBACK}:{port}"
+        return spawn(name, command, port=port, log=self.logs / f"{name}.log", url=url, env=env, cwd=self.root)
+
     def _start_object_store(self, port: int, _services: dict[str, Proc]) -> Proc:
         self.progress(f"starting the S3-compatible object store (moto) on {LOOPBACK}:{port}")
-        command = [self._bin("moto_server"), "-H", LOOPBACK, "-p", str(port)]
-        url = f"http://{LOOPBACK}:{port}"
-        return spawn(
-            "object_store",
-            command,
-            port=port,
-            log=self.logs / "object_store.log",
-            url=url,
-            env=self._base_env(),
-            cwd=self.root,
+        return self._spawn(
+            "object_store", [self._bin("moto_server"), "-H", LOOPBACK, "-p", str(port)], port, self._base_env()
         )
 
     def _start_tracking(self, port: int, services: dict[str, Proc]) -> Proc:
-        store_env = objectstore.client_env(services["object_store"].port)
+        from apps.tracking.server import SERVER_ENV, server_command  # noqa: PLC0415
+
         self.progress(f"starting the MLflow tracking server on {LOOPBACK}:{port}")
-        command = [
+        command = server_command(
             self._bin("mlflow"),
-            "server",
-            "--host",
             LOOPBACK,
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{self.home / 'mlflow.db'}",
-            "--default-artifact-root",
-            f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/mlflow",
-            "--no-serve-artifacts",
-        ]
-        env = {**self._base_env(), **store_env, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        return spawn(
-            "tracking",
-            command,
-            port=port,
-            log=self.logs / "tracking.log",
-            url=f"http://{LOOPBACK}:{port}",
-            env=env,
-            cwd=self.root,
+            port,
+            backend_store_uri=f"sqlite:///{self.home / 'mlflow.db'}",
+            artifact_root=f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/mlflow",
         )
+        env = {**self._base_env(), **objectstore.client_env(services["object_store"].port), **SERVER_ENV}
+        return self._spawn("tracking", command, port, env)
 
     def _start_serving(self, port: int, services: dict[str, Proc]) -> Proc:
-        store_env = objectstore.client_env(services["object_store"].port)
-        tracking_uri = services["tracking"].url
         from pipelines.registry import registered_name  # noqa: PLC0415
 
         self.progress(f"starting BentoML serving on {LOOPBACK}:{port} (it loads the prod model when there is one)")
@@ -302,22 +281,14 @@ class LocalEnvironment:
         ]
         env = {
             **self._base_env(),
-            **store_env,
-            "MLFLOW_TRACKING_URI": tracking_uri,
+            **objectstore.client_env(services["object_store"].port),
+            "MLFLOW_TRACKING_URI": services["tracking"].url,
             "MODEL_NAME": registered_name("prod", self.model),
             "MODEL_REFRESH_SECONDS": "2",
             "SERVING_ENVIRONMENT": "local",
             "BENTOML_HOME": str(self.home / "bentoml"),
         }
-        return spawn(
-            "serving",
-            command,
-            port=port,
-            log=self.logs / "serving.log",
-            url=f"http://{LOOPBACK}:{port}",
-            env=env,
-            cwd=self.root,
-        )
+        return self._spawn("serving", command, port, env)
 
     # ------------------------------------------------------------------ status / down
     def status(self) -> list[dict[str, Any]]:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from apps.tracking.server import SERVER_ENV, server_command
 from pipelines.errors import EnvironmentProblem
 from pipelines.local import LocalEnvironment, UpSummary
 from pipelines.procs import LOOPBACK, Proc, choose_port, spawn, stop, wait_http
-from pipelines.registry import CHAMPION, artifact_digest_of_version, champion, client_for, copy_version, registered_name
+from pipelines.registry import (
+    CHAMPION,
+    VersionInfo,
+    artifact_digest_of_version,
+    champion,
+    client_for,
+    copy_version,
+    registered_name,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -20,28 +30,15 @@ pytestmark = pytest.mark.integration
 def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     home = tmp_path_factory.mktemp("second-mlflow")
     port = choose_port(0, "second tracking server")
-    bin_dir = Path(os.sys.executable).parent  # type: ignore[attr-defined]
-    command = [
-        str(bin_dir / "mlflow"),
-        "server",
-        "--host",
+    bin_dir = Path(sys.executable).parent
+    command = server_command(
+        bin_dir / "mlflow",
         LOOPBACK,
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{home / 'mlflow.db'}",
-        "--default-artifact-root",
-        str(home / "artifacts"),
-        "--no-serve-artifacts",
-    ]
-    env = {
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "PYTHONDONTWRITEBYTECODE": "",
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-    }
+        port,
+        backend_store_uri=f"sqlite:///{home / 'mlflow.db'}",
+        artifact_root=str(home / "artifacts"),
+    )
+    env = {**SERVER_ENV, "PYTHONDONTWRITEBYTECODE": "", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     proc = spawn(
         "second-tracking",
         command,
@@ -65,36 +62,30 @@ def test_copy_between_two_servers_keeps_lineage_and_digest(
     source = champion(client_for(env.tracking_uri()), registered_name("prod", env.model))
     assert source is not None
     target_name = registered_name("prod", env.model)
-    copied = copy_version(
-        source_uri=env.tracking_uri(),
-        source=source,
-        target_uri=second_server.url,
-        target_name=target_name,
-        experiment="registry-prod",
-        artifact_location=str(tmp_path / "copies"),
-        extra_tags={"promoted_from": "local"},
-    )
+
+    def copy() -> VersionInfo:
+        return copy_version(
+            source_uri=env.tracking_uri(),
+            source=source,
+            target_uri=second_server.url,
+            target_name=target_name,
+            experiment="registry-prod",
+            artifact_location=str(tmp_path / "copies"),
+            extra_tags={"promoted_from": "local"},
+        )
+
+    copied = copy()
     assert copied.tags["artifact_sha256"] == source.tags["artifact_sha256"]
-    assert (
-        artifact_digest_of_version(second_server.url, target_name, copied.registry_version)
-        == source.tags["artifact_sha256"]
-    )
+    digest = artifact_digest_of_version(second_server.url, target_name, copied.registry_version)
+    assert digest == source.tags["artifact_sha256"]
     for tag in ("model_version", "git_sha", "dataset_sha256", "training_config"):
         assert copied.tags[tag] == source.tags[tag]
     assert copied.tags["source_registered_model"] == source.registered_model
     assert copied.metrics == source.metrics
-    again = copy_version(
-        source_uri=env.tracking_uri(),
-        source=source,
-        target_uri=second_server.url,
-        target_name=target_name,
-        experiment="registry-prod",
-        artifact_location=str(tmp_path / "copies"),
-        extra_tags={},
-    )
-    assert again.registry_version == copied.registry_version, "copying again reuses the verified copy"
+    assert copy().registry_version == copied.registry_version, "copying again reuses the verified copy"
     client_for(second_server.url).set_registered_model_alias(target_name, CHAMPION, str(copied.registry_version))
-    assert champion(client_for(second_server.url), target_name).model_version == source.model_version  # type: ignore[union-attr]
+    served = champion(client_for(second_server.url), target_name)
+    assert served is not None and served.model_version == source.model_version
 
 
 def test_unreachable_target_is_an_environment_problem(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
