@@ -18,6 +18,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--expected-version", type=int, help="model version the endpoint must serve")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Against a deployed endpoint (--serving-url) the checks of this machine's processes do not apply."""
+    if not config.getoption("--serving-url"):
+        return
+    deselected = [item for item in items if item.get_closest_marker("local_host")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+
+
 @pytest.fixture
 def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A scratch copy of the repository's Pulumi.yaml and stacks/, used as MLOPS_ROOT."""

@@ -38,8 +38,8 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 @pytest.fixture
 def local(target: Target) -> dict[str, Proc]:
-    if not target.local_services:
-        pytest.skip("host checks apply to the local environment only (a deployed endpoint is checked over HTTP)")
+    """The local servers. Tests using it are marked `local_host` and deselected with --serving-url."""
+    assert target.local_services, "host checks need the local environment"
     return target.local_services
 
 
@@ -60,17 +60,20 @@ def test_metrics_expose_the_served_version(target: Target) -> None:
     assert f'model_version="{version}"' in metrics and "model_predictions_total" in metrics
 
 
+@pytest.mark.local_host
 def test_services_listen_on_loopback_only(host: object, local: dict[str, Proc]) -> None:
     for name, proc in local.items():
         assert host.socket(f"tcp://127.0.0.1:{proc.port}").is_listening, name  # type: ignore[attr-defined]
         assert not host.socket(f"tcp://0.0.0.0:{proc.port}").is_listening, f"{name} must not listen on all interfaces"  # type: ignore[attr-defined]
 
 
+@pytest.mark.local_host
 def test_service_processes_run(host: object, local: dict[str, Proc]) -> None:
     for name, proc in local.items():
         process = host.process.get(pid=proc.pid)  # type: ignore[attr-defined]
         assert process.pgid == proc.pid, f"{name} runs in its own process group"
 
 
+@pytest.mark.local_host
 def test_tracking_server_is_healthy(local: dict[str, Proc]) -> None:
     assert httpx.get(f"{local['tracking'].url}/health", timeout=10).text.strip() == "OK"
