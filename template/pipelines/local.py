@@ -35,6 +35,7 @@ from pipelines.procs import (
     stop,
     wait_http,
 )
+from policies.models import POLICY_DIR
 
 SERVICES = ("object_store", "tracking", "serving")
 HEALTH = {"object_store": "/moto-api/", "tracking": "/health", "serving": "/livez"}
@@ -64,9 +65,15 @@ class UpSummary:
 
 class LocalEnvironment:
     def __init__(
-        self, root: Path, model: str, progress: Callable[[str], None] = lambda _: None, home: Path | None = None
+        self,
+        root: Path,
+        model: str,
+        progress: Callable[[str], None] = lambda _: None,
+        home: Path | None = None,
+        policy_dir: Path | None = None,
     ) -> None:
         self.root = root
+        self.policy_dir = policy_dir
         self.model = model
         self.progress = progress
         self.home = home or root / ".mlops" / "local"
@@ -162,6 +169,9 @@ class LocalEnvironment:
             self._train_and_promote(services["tracking"].url, summary)
         summary.champions = self.champions()
         expected = summary.champions.get("prod")
+        if expected is None:  # the first promotion was refused: there is nothing to serve or smoke-test yet
+            summary.seconds = time.monotonic() - started
+            return summary
         self.progress("waiting for BentoML serving to have the prod model")
         wait_http(services["serving"], "/readyz", timeout=180)
         summary.served_version = self._wait_served_version(services["serving"], expected, timeout=60)
@@ -185,7 +195,14 @@ class LocalEnvironment:
         for environment in (e.value for e in PROMOTION_ORDER):
             self.progress(f"gate + promote {self.model} version {result.version} to {environment}")
             try:
-                promotion = promote(self.model, result.version, environment, self.registries(), actor="mlops local up")
+                promotion = promote(
+                    self.model,
+                    result.version,
+                    environment,
+                    self.registries(),
+                    policy_dir=self.policy_dir or POLICY_DIR,
+                    actor="mlops local up",
+                )
             except PromotionRefused as refused:
                 summary.promotions.append({"environment": environment, **refused.verdict.as_dict()})
                 summary.refused = refused.message

@@ -96,19 +96,21 @@ def render_summary(summary: UpSummary, fmt: OutputFormat) -> None:
             ),
             fmt,
         )
-    emit(
-        Report(
-            "Smoke test",
-            ["check", "result", "detail"],
-            [[c, "ok" if ok else "FAILED", d] for c, ok, d in summary.smoke],
-        ),
-        fmt,
-    )
+    if summary.smoke:
+        emit(
+            Report(
+                "Smoke test",
+                ["check", "result", "detail"],
+                [[c, "ok" if ok else "FAILED", d] for c, ok, d in summary.smoke],
+            ),
+            fmt,
+        )
     serving = summary.services["serving"].url
     tracking = summary.services["tracking"].url
+    serves = f"prod serves v{summary.served_version}" if summary.served_version else "prod serves nothing yet"
     console.print(
         f"\nLocal platform {'up' if not summary.refused else 'up, promotion refused'} in {summary.seconds:.1f}s: "
-        f"prod serves v{summary.served_version} at {serving}/predict\n"
+        f"{serves} at {serving}/predict\n"
         f"  MLflow UI: {tracking}    metrics: {serving}/metrics    logs: {summary.logs}\n"
         f"  try:  curl -s -X POST {serving}/predict -H 'content-type: application/json' "
         f"-d @apps/serving/smoke_example.json\n"

@@ -165,7 +165,10 @@ def champion_model_version(tracking_uri: str, name: str) -> int | None:
     response = httpx.get(
         f"{tracking_uri}/api/2.0/mlflow/registered-models/alias", params={"name": name, "alias": CHAMPION}, timeout=10
     )
-    if response.status_code == 404 or (response.status_code == 400 and "RESOURCE_DOES_NOT_EXIST" in response.text):
+    # No such registered model (404 / RESOURCE_DOES_NOT_EXIST), or a model without the alias yet (400, "not found").
+    if response.status_code in {400, 404} and (
+        "RESOURCE_DOES_NOT_EXIST" in response.text or "not found" in response.text.lower()
+    ):
         return None
     response.raise_for_status()
     version = response.json()["model_version"]
