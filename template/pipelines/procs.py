@@ -139,11 +139,17 @@ def stop(proc: Proc, grace: float = 10) -> bool:
 
 
 def _group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process remains in the group. Reaps the leader if it is our child,
+    so that stopping a server this process started does not wait out the grace period on a zombie."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pgid, os.WNOHANG)
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    return pid_alive(pgid) or any(_pgid_of(int(p.name)) == pgid for p in Path("/proc").iterdir() if p.name.isdigit())
+    return any(
+        _pgid_of(int(p.name)) == pgid and pid_alive(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()
+    )
 
 
 def _pgid_of(pid: int) -> int | None:

@@ -18,9 +18,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--expected-version", type=int, help="model version the endpoint must serve")
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Against a deployed endpoint (--serving-url) the checks of this machine's processes do not apply."""
+    """Without --serving-url the smoke suite starts the local servers: it is an integration test.
+    Against a deployed endpoint, the checks of this machine's processes do not apply."""
     if not config.getoption("--serving-url"):
+        for item in items:
+            if Path(str(item.fspath)).parent.name == "smoke":
+                item.add_marker(pytest.mark.integration)
         return
     deselected = [item for item in items if item.get_closest_marker("local_host")]
     if deselected:

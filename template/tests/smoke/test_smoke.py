@@ -30,7 +30,6 @@ def target(request: pytest.FixtureRequest) -> Target:
     expected = request.config.getoption("--expected-version")
     if url:
         return Target(url.rstrip("/"), expected, {})
-    request.applymarker(pytest.mark.integration)
     env, _ = request.getfixturevalue("local_env")
     services = env.running()  # as they are now: earlier tests may have restarted one or promoted a new version
     return Target(services["serving"].url, expected or env.champions()["prod"], services)
