@@ -96,8 +96,8 @@ class LocalEnvironment:
         return healthy
 
     def tracking_uri(self) -> str:
-        proc = self.running().get("tracking")
-        if proc is None:
+        proc = self.state().get("tracking")
+        if proc is None or not (proc.alive() and _answers(proc.url + HEALTH["tracking"])):
             raise EnvironmentProblem("the local MLflow server is not running", hint="start it with `mlops local up`")
         return proc.url
 
@@ -192,6 +192,7 @@ class LocalEnvironment:
         self.progress(f"training {self.model} into the dev registry")
         result = train(tracking_uri, registered_name("dev", self.model), experiment="training")
         summary.trained_version = result.version
+        registries = self.registries()
         for environment in (e.value for e in PROMOTION_ORDER):
             self.progress(f"gate + promote {self.model} version {result.version} to {environment}")
             try:
@@ -199,7 +200,7 @@ class LocalEnvironment:
                     self.model,
                     result.version,
                     environment,
-                    self.registries(),
+                    registries,
                     policy_dir=self.policy_dir or POLICY_DIR,
                     actor="mlops local up",
                 )
