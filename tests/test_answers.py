@@ -27,6 +27,7 @@ BAD_ANSWERS = {
     ),
     "unknown gcp region": ({"clouds": "gcp", "gcp_region": "moon1"}, 'gcp_region "moon1" is not supported'),
     "bad gcp project id": ({"clouds": "gcp", "gcp_project_id": "Prod_1"}, "is not a valid GCP project id"),
+    "bad billing account": ({"clouds": "both", "gcp_billing_account": "0123-4567"}, "is not a billing account id"),
     "empty github owner": ({"github_owner": ""}, "github_owner must not be empty"),
     "github owner with a slash": (
         {"github_owner": "acme/ml"},

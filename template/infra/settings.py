@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # python-re: some patterns need a look-ahead (no `latest` tag, no double hyphen).
+    model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
 
 
 class Environment(StrEnum):
@@ -55,6 +56,23 @@ Quantity = Annotated[str, Field(pattern=r"^\d+(\.\d+)?(m|Ki|Mi|Gi|Ti)?$")]
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1827, 3653)
 
 OPEN_CIDR = IPv4Network("0.0.0.0/0")
+
+# `registry/path:tag` or `registry/path@sha256:…`; a tag is required and `latest` is refused.
+ImageRef = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:(?!latest$)[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})$",
+        max_length=400,
+    ),
+]
+# Who may use the cluster: an AWS IAM role/user ARN (EKS access entry) or a Google `user:`/`group:` email (GKE).
+Principal = Annotated[
+    str,
+    Field(
+        pattern=r"^(arn:aws:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}"
+        r"|(user|group):[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})$"
+    ),
+]
 
 
 class NodePool(Frozen):
@@ -108,17 +126,24 @@ class AwsSettings(Frozen):
     availability_zones: int = Field(default=2, ge=2, le=3)
     # One NAT gateway for the VPC (cheap) or one per AZ (survives an AZ outage).
     single_nat_gateway: bool = True
+    # The GitHub OIDC provider exists once per AWS account: the first stack in an account creates it,
+    # stacks sharing that account set this to false and use it.
+    create_github_oidc_provider: bool = True
     cluster: ClusterSettings
 
 
 class GcpSettings(Frozen):
     project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
     region: GcpRegion
+    # The billing account the budget watches (`gcloud billing accounts list`).
+    billing_account: str = Field(pattern=r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")
     subnet_cidr: IPv4Network = IPv4Network("10.30.0.0/20")
     pods_cidr: IPv4Network = IPv4Network("10.32.0.0/14")
     services_cidr: IPv4Network = IPv4Network("10.36.0.0/20")
     master_cidr: IPv4Network = IPv4Network("172.16.0.0/28")
     release_channel: Literal["RAPID", "REGULAR", "STABLE"] = "REGULAR"
+    # GKE refuses to delete a protected cluster: set false (and `pulumi up`) only to tear the stack down.
+    deletion_protection: bool = True
     cluster: ClusterSettings
 
 
@@ -226,6 +251,29 @@ class MonitoringSettings(Frozen):
         return self
 
 
+class GithubSettings(Frozen):
+    """The repository whose workflows may deploy: the cloud trust is bound to it and to the environment."""
+
+    repository: str = Field(
+        pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}/[A-Za-z0-9._-]{1,100}$",
+        description="owner/name",
+    )
+
+
+class ImageSettings(Frozen):
+    """Container images of the apps, by tag or digest (never `latest`)."""
+
+    serving: ImageRef
+    tracking: ImageRef
+
+
+class AccessSettings(Frozen):
+    """People's access to the clusters: read-only for data scientists, deploy rights for ML engineers."""
+
+    data_scientists: list[Principal] = Field(default_factory=list, max_length=50)
+    ml_engineers: list[Principal] = Field(default_factory=list, max_length=50)
+
+
 class Tags(Frozen):
     """Put on every taggable resource, with `project`, `environment` and `managed-by` added."""
 
@@ -237,6 +285,9 @@ class Settings(Frozen):
     environment: Environment
     clouds: list[Cloud] = Field(max_length=2)
     tags: Tags
+    github: GithubSettings | None = None
+    images: ImageSettings
+    access: AccessSettings = AccessSettings()
     aws: AwsSettings | None = None
     gcp: GcpSettings | None = None
     local_cluster: LocalClusterSettings | None = None
@@ -270,6 +321,11 @@ class Settings(Frozen):
                 raise ValueError(f"a {cloud.value} section is given but clouds does not list {cloud.value}")
         if self.budget is None:
             raise ValueError(f"the {self.environment} environment needs a budget (monthly_usd, alert_emails)")
+        if self.github is None:
+            raise ValueError(
+                f"the {self.environment} environment needs a github section (repository: owner/name): "
+                "its deploy identity trusts only that repository's workflows"
+            )
         return self
 
     @property

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import typer
 
 from infra.config import SettingsError
-from pipelines import config_cmd, local_cmd
+from pipelines import config_cmd, local_cmd, plan_cmd
 from pipelines.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
 from pipelines.output import err_console
 
@@ -28,6 +28,7 @@ app = typer.Typer(
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(local_cmd.app, name="local")
 app.command("train")(local_cmd.train_command)
+app.command("plan")(plan_cmd.plan)
 
 
 def _planned(name: str, summary: str) -> None:
@@ -42,7 +43,6 @@ def _planned(name: str, summary: str) -> None:
 
 
 for _name, _summary in {
-    "plan": "Run the Pulumi programs offline and print the planned resource graph.",
     "policy": "Check planned stacks against the CrossGuard policy packs.",
     "cost": "Estimate the monthly cost of a stack from its plan.",
     "promote": "Open a pull request that promotes a model version to an environment.",

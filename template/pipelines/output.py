@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 console = Console(highlight=False)
@@ -50,7 +51,8 @@ def emit(report: Report, fmt: OutputFormat) -> None:
         for column in report.columns:
             table.add_column(column)
         for row in report.rows:
-            table.add_row(*(_cell(v) for v in row))
+            # Cells are data, not markup: `[secret]` must print as itself.
+            table.add_row(*(escape(_cell(v)) for v in row))
         console.print(table)
         if report.footer:
             console.print(report.footer)

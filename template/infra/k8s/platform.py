@@ -1,0 +1,238 @@
+"""Namespace-level objects as plain data: Pod Security, NetworkPolicies, RBAC, and the Prometheus rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra.k8s.apps import MINIO, POSTGRES, SERVING, SERVING_PORT, TRACKING, TRACKING_PORT
+from infra.k8s.objects import APP_LABEL, Obj, metadata
+from infra.settings import MonitoringSettings
+
+MONITORING_NAMESPACE = "monitoring"
+# Kubernetes groups bound by the RoleBindings; EKS access entries and GKE subjects map people to them.
+DATA_SCIENTISTS = "data-scientists"
+ML_ENGINEERS = "ml-engineers"
+
+
+def namespace(name: str, labels: dict[str, str], level: str = "restricted") -> Obj:
+    """A namespace that enforces a Pod Security Standard (restricted for the apps)."""
+    security = {f"pod-security.kubernetes.io/{mode}": level for mode in ("enforce", "audit", "warn")}
+    security["pod-security.kubernetes.io/audit"] = "restricted"
+    security["pod-security.kubernetes.io/warn"] = "restricted"
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": metadata(name, None, {**labels, **security})}
+
+
+def _policy(name: str, ns: str, labels: dict[str, str], selector: dict[str, Any], spec: Obj) -> Obj:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(name, ns, labels),
+        "spec": {"podSelector": selector, **spec},
+    }
+
+
+def _app(name: str) -> dict[str, Any]:
+    return {"matchLabels": {APP_LABEL: name}}
+
+
+def _port(port: int, protocol: str = "TCP") -> dict[str, Any]:
+    return {"port": port, "protocol": protocol}
+
+
+def network_policies(ns: str, labels: dict[str, str], *, minio: bool = False) -> list[Obj]:
+    """Deny everything, then allow exactly the paths the apps use."""
+    same_namespace: Obj = {"podSelector": {}}
+    monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}}}
+    dns = {
+        "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}}}],
+        "ports": [_port(53, "UDP"), _port(53, "TCP")],
+    }
+    policies = [
+        _policy("default-deny", ns, labels, {}, {"policyTypes": ["Ingress", "Egress"]}),
+        _policy(
+            "allow-egress",
+            ns,
+            labels,
+            {},
+            {
+                "policyTypes": ["Egress"],
+                # DNS, the other apps of the namespace, and HTTPS (object storage, STS, the model registry's APIs).
+                "egress": [dns, {"to": [same_namespace]}, {"ports": [_port(443)]}],
+            },
+        ),
+        _policy(
+            "allow-serving",
+            ns,
+            labels,
+            _app(SERVING),
+            {
+                "policyTypes": ["Ingress"],
+                # Clients inside the cluster (no public exposure by default) and Prometheus.
+                "ingress": [{"from": [{"namespaceSelector": {}}], "ports": [_port(SERVING_PORT)]}],
+            },
+        ),
+        _policy(
+            "allow-tracking",
+            ns,
+            labels,
+            _app(TRACKING),
+            {
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [same_namespace, monitoring], "ports": [_port(TRACKING_PORT)]}],
+            },
+        ),
+        _policy(
+            "allow-postgres",
+            ns,
+            labels,
+            _app(POSTGRES),
+            {
+                "policyTypes": ["Ingress"],
+                "ingress": [{"from": [{"podSelector": _app(TRACKING)}], "ports": [_port(5432)]}],
+            },
+        ),
+    ]
+    if minio:
+        policies.append(
+            _policy(
+                "allow-minio",
+                ns,
+                labels,
+                _app(MINIO),
+                {"policyTypes": ["Ingress"], "ingress": [{"from": [same_namespace], "ports": [_port(9000)]}]},
+            )
+        )
+    return policies
+
+
+READ = ["get", "list", "watch"]
+WRITE = ["create", "update", "patch", "delete"]
+
+
+def rbac_objects(ns: str, labels: dict[str, str], group_prefix: str, subjects: dict[str, list[Obj]]) -> list[Obj]:
+    """Read-only for data scientists, deploy rights (no secrets, no exec) for ML engineers, in the app namespace."""
+    readable = [
+        {
+            "apiGroups": [""],
+            "resources": ["pods", "pods/log", "services", "configmaps", "events", "persistentvolumeclaims"],
+            "verbs": READ,
+        },
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"], "verbs": READ},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": READ},
+        {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": READ},
+    ]
+    deployable = [
+        {"apiGroups": [""], "resources": ["pods", "pods/log", "services", "configmaps", "events"], "verbs": READ},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["delete"]},
+        {"apiGroups": [""], "resources": ["services", "configmaps"], "verbs": WRITE},
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"], "verbs": READ + WRITE},
+        {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["update", "patch"]},
+        {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": READ + WRITE},
+        {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": READ + WRITE},
+        {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": READ + WRITE},
+    ]
+    objects: list[Obj] = []
+    for role, rules in ((DATA_SCIENTISTS, readable), (ML_ENGINEERS, deployable)):
+        group = {"kind": "Group", "name": f"{group_prefix}:{role}", "apiGroup": "rbac.authorization.k8s.io"}
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "Role",
+                "metadata": metadata(role, ns, labels),
+                "rules": rules,
+            }
+        )
+        objects.append(
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": metadata(role, ns, labels),
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+                "subjects": [group, *subjects.get(role, [])],
+            }
+        )
+    return objects
+
+
+def google_subjects(principals: list[str]) -> list[Obj]:
+    """GKE RBAC subjects for `user:` and `group:` principals (groups need Google Groups for RBAC)."""
+    subjects = []
+    for principal in principals:
+        kind, _, email = principal.partition(":")
+        if kind in ("user", "group") and email:
+            subjects.append({"kind": kind.capitalize(), "name": email, "apiGroup": "rbac.authorization.k8s.io"})
+    return subjects
+
+
+def service_monitor(ns: str, labels: dict[str, str]) -> Obj:
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": metadata(SERVING, ns, labels),
+        "spec": {
+            "selector": {"matchLabels": {APP_LABEL: SERVING}},
+            "namespaceSelector": {"matchNames": [ns]},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+        },
+    }
+
+
+def alert_expressions(ns: str, monitoring: MonitoringSettings) -> dict[str, str]:
+    """PromQL over BentoML's own request metrics: error ratio and p95 latency of the serving pods."""
+    selector = f'namespace="{ns}",endpoint="/predict"'
+    total = f"sum(rate(bentoml_service_request_total{{{selector}}}[5m]))"
+    errors = f'sum(rate(bentoml_service_request_total{{{selector},http_response_code=~"5.."}}[5m]))'
+    buckets = f"rate(bentoml_service_request_duration_seconds_bucket{{{selector}}}[5m])"
+    p95 = f"histogram_quantile(0.95, sum by (le) ({buckets}))"
+    return {
+        "ServingErrorRateHigh": f"({errors} / {total}) > {monitoring.error_rate_pct / 100:g}",
+        "ServingLatencyP95High": f"{p95} > {monitoring.p95_latency_ms / 1000:g}",
+    }
+
+
+def prometheus_rules(ns: str, labels: dict[str, str], monitoring: MonitoringSettings) -> Obj:
+    expressions = alert_expressions(ns, monitoring)
+    summaries = {
+        "ServingErrorRateHigh": f"more than {monitoring.error_rate_pct:g}% of predictions fail",
+        "ServingLatencyP95High": f"p95 prediction latency above {monitoring.p95_latency_ms} ms",
+    }
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": metadata(SERVING, ns, labels),
+        "spec": {
+            "groups": [
+                {
+                    "name": f"{ns}-serving",
+                    "rules": [
+                        {
+                            "alert": alert,
+                            "expr": expr,
+                            "for": "10m",
+                            "labels": {"severity": "page", "namespace": ns},
+                            "annotations": {"summary": summaries[alert]},
+                        }
+                        for alert, expr in expressions.items()
+                    ],
+                }
+            ]
+        },
+    }
+
+
+def prometheus_stack_values(retention_days: int) -> dict[str, Any]:
+    """kube-prometheus-stack: small, non-root, no node exporter (the cloud's agent collects node metrics)."""
+    return {
+        "nodeExporter": {"enabled": False},
+        "prometheus": {
+            "prometheusSpec": {
+                "retention": f"{retention_days}d",
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+                "resources": {"requests": {"cpu": "200m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}},
+                "nodeSelector": {"workload": "system"},
+            }
+        },
+        "alertmanager": {"alertmanagerSpec": {"nodeSelector": {"workload": "system"}}},
+        "grafana": {"nodeSelector": {"workload": "system"}, "admin": {"existingSecret": "grafana-admin"}},
+    }

@@ -1,0 +1,58 @@
+"""Pure naming, tagging and address arithmetic shared by every component (no Pulumi resources here)."""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Network
+
+from infra.settings import Settings
+
+MANAGED_BY = "pulumi"
+# The keys every taggable resource carries (AWS tags, GCP labels, Kubernetes labels alike).
+TAG_KEYS = ("project", "environment", "owner", "cost-center", "managed-by")
+
+
+def prefix(project: str, environment: str) -> str:
+    """`<project>-<env>`: the stem of every physical name, so two stacks never collide."""
+    return f"{project}-{environment}"
+
+
+def tags(project: str, settings: Settings) -> dict[str, str]:
+    """The tag set of a stack. Values are already valid GCP labels and Kubernetes label values."""
+    return {
+        "project": project,
+        "environment": settings.environment.value,
+        "owner": settings.tags.owner,
+        "cost-center": settings.tags.cost_center,
+        "managed-by": MANAGED_BY,
+    }
+
+
+def gcp_name(*parts: str, max_length: int = 30) -> str:
+    """A GCP resource id (`[a-z]([-a-z0-9]*[a-z0-9])?`) within `max_length`, made from `parts`."""
+    name = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")
+    name = re.sub(r"-{2,}", "-", name)[:max_length].rstrip("-")
+    if not name or not name[0].isalpha():
+        raise ValueError(f"cannot make a GCP name from {parts!r}: it must start with a letter")
+    return name
+
+
+def availability_zones(region: str, count: int) -> list[str]:
+    """The first `count` zones of an AWS region (every region the template offers has a, b and c)."""
+    if not 1 <= count <= 3:
+        raise ValueError(f"availability_zones must be 1-3 (got {count})")
+    return [f"{region}{letter}" for letter in "abc"[:count]]
+
+
+def subnet_layout(vpc_cidr: IPv4Network, zones: int) -> dict[str, list[IPv4Network]]:
+    """Split a VPC into per-zone subnets: large private ones for nodes and pods, small public ones for NAT/LB.
+
+    The VPC is cut in four quarters; private subnets take one quarter's worth each (first zones),
+    public subnets are carved from the last quarter. A /16 gives /18 private and /22 public subnets.
+    """
+    if vpc_cidr.prefixlen > 24:
+        raise ValueError(f"vpc_cidr {vpc_cidr} is too small: use a /24 or larger")
+    quarters = list(vpc_cidr.subnets(prefixlen_diff=2))
+    private = quarters[:zones]
+    public = list(quarters[3].subnets(prefixlen_diff=4))[:zones]
+    return {"private": private, "public": public}

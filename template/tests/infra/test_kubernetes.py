@@ -1,0 +1,189 @@
+"""The apps' Kubernetes objects: schema-valid, hardened, and serving exactly the version pinned in git."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from infra.config import load_stack
+from infra.k8s import apps, platform
+from infra.k8s.objects import Obj
+from pipelines.plan import SECRET, Plan, PlannedResource
+from tests.conftest import ROOT
+from tests.infra.conftest import PROJECT, containers, key
+
+KUBERNETES_VERSION = "1.33.0"
+WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
+
+
+def app_objects(stack: str) -> list[Obj]:
+    settings = load_stack(ROOT, stack)
+    tags = {"project": PROJECT, "environment": stack, "owner": "o", "cost-center": "c", "managed-by": "pulumi"}
+    ctx = apps.AppContext(
+        namespace=PROJECT,
+        environment=stack,
+        tags=tags,
+        artifacts_uri="s3://bucket/mlflow",
+        s3_endpoint="http://minio:9000",
+    )
+    objects = apps.tracking_objects(ctx, settings.tracking, settings.images.tracking)
+    objects += apps.postgres_objects(ctx, settings.tracking)
+    objects += apps.serving_objects(ctx, settings.serving, settings.images.serving, tracking_auth=True)
+    objects += apps.minio_objects(ctx, "bucket")
+    objects += [platform.namespace(PROJECT, tags), *platform.network_policies(PROJECT, tags, minio=True)]
+    objects += platform.rbac_objects(PROJECT, tags, PROJECT, {})
+    return objects
+
+
+@pytest.mark.parametrize("stack", ["local", "prod"])
+def test_objects_are_valid_kubernetes(stack: str) -> None:
+    for obj in app_objects(stack):
+        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_a_misspelled_field_is_caught_by_the_schema_check() -> None:
+    deployment = next(o for o in app_objects("local") if o["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["readOnlyRootFilesytem"] = True
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def workloads(plan: Plan) -> list[PlannedResource]:
+    return [r for t in WORKLOADS for r in plan.of_type(t)]
+
+
+@pytest.mark.parametrize("stack", ["local", "dev", "staging", "prod"])
+def test_every_container_is_hardened_and_limited(plans: dict[str, Plan], stack: str) -> None:
+    found = workloads(plans[stack])
+    assert len(found) >= 3
+    for workload in found:
+        pod = workload.inputs["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod.get("hostNetwork") is None and pod.get("hostPID") is None
+        for container in pod["containers"]:
+            where = f"{stack}: {workload.name}/{container['name']}"
+            security = container["securityContext"]
+            assert security["allowPrivilegeEscalation"] is False, where
+            assert security["readOnlyRootFilesystem"] is True, where
+            assert security["privileged"] is False and security["capabilities"]["drop"] == ["ALL"], where
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), where
+            assert "memory" in container["resources"]["limits"], where
+            assert not container["image"].endswith(":latest") and ":" in container["image"].rsplit("/", 1)[-1], where
+            if workload.type != "kubernetes:batch/v1:Job":
+                assert "readinessProbe" in container and "livenessProbe" in container, where
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_serving_deployment_follows_the_stack_file(plans: dict[str, Plan], stack: str) -> None:
+    settings = load_stack(ROOT, stack)
+    for deployment in plans[stack].of_type("kubernetes:apps/v1:Deployment"):
+        if deployment.inputs["metadata"]["name"] != apps.SERVING:
+            continue
+        (container,) = containers(deployment)
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["MODEL_NAME"] == f"{stack}.{settings.serving.model.name}"
+        assert "MODEL_VERSION" not in env  # nothing pinned in the default stacks yet
+        assert container["image"] == settings.images.serving
+        assert container["resources"]["requests"] == {"cpu": settings.serving.cpu, "memory": settings.serving.memory}
+
+
+def test_pinned_model_version_reaches_every_serving_deployment(plan_with: Any) -> None:
+    def pin(config: dict[str, Any]) -> None:
+        config[key("serving")]["model"]["version"] = 7
+
+    plan = plan_with("prod", pin)
+    deployments = [
+        d for d in plan.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == apps.SERVING
+    ]
+    assert len(deployments) == max(1, len(plan.clouds))
+    for deployment in deployments:
+        env = {e["name"]: e.get("value") for e in containers(deployment)[0]["env"]}
+        assert env["MODEL_VERSION"] == "7"
+        assert deployment.inputs["spec"]["template"]["metadata"]["annotations"]["mlops/model-version"] == "7"
+
+
+@pytest.mark.parametrize("stack", ["local", "prod"])
+def test_namespace_network_and_disruption_guards(plans: dict[str, Plan], stack: str) -> None:
+    plan = plans[stack]
+    namespaces = {
+        n.inputs["metadata"]["name"]: n.inputs["metadata"]["labels"]
+        for n in plan.of_type("kubernetes:core/v1:Namespace")
+    }
+    assert namespaces[PROJECT]["pod-security.kubernetes.io/enforce"] == "restricted"
+    policies = [
+        p
+        for p in plan.of_type("kubernetes:networking.k8s.io/v1:NetworkPolicy")
+        if p.inputs["metadata"]["namespace"] == PROJECT
+    ]
+    deny = next(p for p in policies if p.inputs["metadata"]["name"] == "default-deny")
+    assert deny.inputs["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    for budget in plan.of_type("kubernetes:policy/v1:PodDisruptionBudget"):
+        assert budget.inputs["spec"]["maxUnavailable"] == 1.0  # numbers reach the engine as floats
+    services = plan.of_type("kubernetes:core/v1:Service")
+    assert services and all(s.inputs["spec"]["type"] == "ClusterIP" for s in services)
+    settings = load_stack(ROOT, stack).serving
+    autoscalers = plan.of_type("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    assert len(autoscalers) == max(1, len(plan.clouds))
+    for hpa in autoscalers:
+        assert hpa.inputs["spec"]["maxReplicas"] == settings.max_replicas
+        assert hpa.inputs["spec"]["minReplicas"] == max(1, settings.min_replicas)
+
+
+def test_tracking_server_has_auth_database_and_secrets(plans: dict[str, Plan]) -> None:
+    plan = plans["prod"]
+    tracking = next(
+        d for d in plan.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == apps.TRACKING
+    )
+    command = containers(tracking)[0]["command"]
+    assert "--app-name=basic-auth" in command and "--serve-artifacts" in command
+    destination = command[command.index("--artifacts-destination") + 1]
+    assert destination.startswith(("s3://", "gs://")) and destination.endswith("/mlflow")
+    assert any(s.inputs["metadata"]["name"] == apps.POSTGRES for s in plan.of_type("kubernetes:apps/v1:StatefulSet"))
+    secrets = plan.of_type("kubernetes:core/v1:Secret")
+    assert {s.inputs["metadata"]["name"] for s in secrets} >= {
+        apps.DB_SECRET,
+        apps.AUTH_SECRET,
+        apps.SERVING_CREDENTIALS,
+    }
+    assert all(s.inputs["stringData"] == SECRET for s in secrets)  # generated passwords travel as Pulumi secrets
+
+
+def test_external_database_replaces_postgres(plan_with: Any) -> None:
+    def external(config: dict[str, Any]) -> None:
+        config[key("tracking")]["database"] = "external"
+        config[key("tracking")]["external_database_host"] = "db.internal.example"
+
+    plan = plan_with("local", external)
+    assert not plan.of_type("kubernetes:apps/v1:StatefulSet")
+    tracking = next(
+        d for d in plan.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == apps.TRACKING
+    )
+    assert (
+        "--backend-store-uri=postgresql://mlflow@db.internal.example:5432/mlflow" in containers(tracking)[0]["command"]
+    )
+
+
+def test_monitoring_release_rules_and_people_rbac(plans: dict[str, Plan]) -> None:
+    plan = plans["prod"]
+    release = plan.of_type("kubernetes:helm.sh/v3:Release")
+    assert release and all(r.inputs["version"] and r.inputs["chart"] == "kube-prometheus-stack" for r in release)
+    rules = [r for r in plan.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")]
+    alerts = {rule["alert"] for r in rules for group in r.inputs["spec"]["groups"] for rule in group["rules"]}
+    assert alerts == {"ServingErrorRateHigh", "ServingLatencyP95High"}
+    assert plan.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
+    roles = {
+        r.inputs["metadata"]["name"]: r.inputs["rules"]
+        for r in plan.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+    }
+    read_only = {verb for rule in roles[platform.DATA_SCIENTISTS] for verb in rule["verbs"]}
+    assert read_only == {"get", "list", "watch"}
+    assert not any("secrets" in rule["resources"] for rules_ in roles.values() for rule in rules_)
+
+
+def test_alert_expressions_use_the_stack_thresholds() -> None:
+    monitoring = load_stack(ROOT, "prod").monitoring
+    expressions = platform.alert_expressions("ns", monitoring)
+    assert expressions["ServingLatencyP95High"].endswith(f"> {monitoring.p95_latency_ms / 1000:g}")
+    assert "bentoml_service_request_total" in expressions["ServingErrorRateHigh"]
