@@ -7,16 +7,16 @@ or from `pulumi.Config`) lives in `infra.config`; this module is pure data and r
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from ipaddress import IPv4Network
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 
 class Frozen(BaseModel):
-    # python-re: some patterns need a look-ahead (no `latest` tag, no double hyphen).
-    model_config = ConfigDict(frozen=True, extra="forbid", regex_engine="python-re")
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Environment(StrEnum):
@@ -57,22 +57,45 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 OPEN_CIDR = IPv4Network("0.0.0.0/0")
 
-# `registry/path:tag` or `registry/path@sha256:…`; a tag is required and `latest` is refused.
-ImageRef = Annotated[
-    str,
-    Field(
-        pattern=r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:(?!latest$)[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})$",
-        max_length=400,
-    ),
-]
-# Who may use the cluster: an AWS IAM role/user ARN (EKS access entry) or a Google `user:`/`group:` email (GKE).
-Principal = Annotated[
-    str,
-    Field(
-        pattern=r"^(arn:aws:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}"
-        r"|(user|group):[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})$"
-    ),
-]
+IMAGE_REFERENCE = re.compile(
+    r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9_][A-Za-z0-9._-]{0,127}|@sha256:[0-9a-f]{64})$"
+)
+PRINCIPAL = re.compile(
+    r"^(arn:aws:iam::\d{12}:(role|user)/[\w+=,.@/-]{1,512}"
+    r"|(user|group):[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})$"
+)
+
+
+def _image_reference(value: str) -> str:
+    if value.endswith(":latest"):
+        raise ValueError(f"the `latest` tag is not allowed: pin a version tag or a @sha256 digest (got {value!r})")
+    if not IMAGE_REFERENCE.match(value):
+        raise ValueError(f"must be registry/repository:tag or registry/repository@sha256:<digest> (got {value!r})")
+    return value
+
+
+def _principal(value: str) -> str:
+    if not PRINCIPAL.match(value):
+        raise ValueError(
+            "must be an AWS IAM role/user ARN (arn:aws:iam::<account>:role/<name>) "
+            f"or a Google principal (user:<email> or group:<email>) (got {value!r})"
+        )
+    return value
+
+
+GITHUB_REPOSITORY = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}/[A-Za-z0-9._-]{1,100}$")
+
+
+def _repository(value: str) -> str:
+    if not GITHUB_REPOSITORY.match(value) or value.endswith(("/.", "/..")):
+        raise ValueError(f"must be owner/name of a GitHub repository (got {value!r})")
+    return value
+
+
+# A container image by tag or digest; `latest` (a moving target nobody reviewed) is refused.
+ImageRef = Annotated[str, Field(max_length=400), AfterValidator(_image_reference)]
+# Who may use the clusters: an IAM ARN (EKS access entry) or a Google `user:`/`group:` (GKE RBAC).
+Principal = Annotated[str, AfterValidator(_principal)]
 
 
 class NodePool(Frozen):
@@ -254,10 +277,7 @@ class MonitoringSettings(Frozen):
 class GithubSettings(Frozen):
     """The repository whose workflows may deploy: the cloud trust is bound to it and to the environment."""
 
-    repository: str = Field(
-        pattern=r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}/[A-Za-z0-9._-]{1,100}$",
-        description="owner/name",
-    )
+    repository: Annotated[str, AfterValidator(_repository)]
 
 
 class ImageSettings(Frozen):

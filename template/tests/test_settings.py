@@ -129,6 +129,31 @@ BAD_FILES: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
         f"{PROJECT}:environment",
         "the stack is 'dev'",
     ),
+    "image with the latest tag": (
+        lambda c: c[f"{PROJECT}:images"].update(serving="ghcr.io/acme/serving:latest"),
+        f"{PROJECT}:images.serving",
+        "the `latest` tag is not allowed",
+    ),
+    "image without a tag": (
+        lambda c: c[f"{PROJECT}:images"].update(tracking="ghcr.io/acme/tracking"),
+        f"{PROJECT}:images.tracking",
+        "must be registry/repository:tag",
+    ),
+    "repository not owner/name": (
+        lambda c: c[f"{PROJECT}:github"].update(repository="acme"),
+        f"{PROJECT}:github.repository",
+        "must be owner/name",
+    ),
+    "cloud stack without a deploy repository": (
+        lambda c: c.pop(f"{PROJECT}:github"),
+        "",
+        "needs a github section",
+    ),
+    "person who is not a principal": (
+        lambda c: c.update({f"{PROJECT}:access": {"ml_engineers": ["bob"]}}),
+        f"{PROJECT}:access.ml_engineers.0",
+        "must be an AWS IAM role/user ARN",
+    ),
     "cloud listed without its section": (
         lambda c: c.pop(f"{PROJECT}:{first_cloud(c)}"),
         ".cluster",

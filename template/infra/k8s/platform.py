@@ -179,10 +179,12 @@ def service_monitor(ns: str, labels: dict[str, str]) -> Obj:
 
 def alert_expressions(ns: str, monitoring: MonitoringSettings) -> dict[str, str]:
     """PromQL over BentoML's own request metrics: error ratio and p95 latency of the serving pods."""
+    # Label matchers are built by concatenation: PromQL braces next to f-string braces are hard to read.
     selector = f'namespace="{ns}",endpoint="/predict"'
-    total = f"sum(rate(bentoml_service_request_total{{{selector}}}[5m]))"
-    errors = f'sum(rate(bentoml_service_request_total{{{selector},http_response_code=~"5.."}}[5m]))'
-    buckets = f"rate(bentoml_service_request_duration_seconds_bucket{{{selector}}}[5m])"
+    every, failed = "{" + selector + "}", "{" + selector + ',http_response_code=~"5.."}'
+    total = f"sum(rate(bentoml_service_request_total{every}[5m]))"
+    errors = f"sum(rate(bentoml_service_request_total{failed}[5m]))"
+    buckets = f"rate(bentoml_service_request_duration_seconds_bucket{every}[5m])"
     p95 = f"histogram_quantile(0.95, sum by (le) ({buckets}))"
     return {
         "ServingErrorRateHigh": f"({errors} / {total}) > {monitoring.error_rate_pct / 100:g}",
