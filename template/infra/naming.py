@@ -1,11 +1,11 @@
-"""Pure naming, tagging and address arithmetic shared by every component (no Pulumi resources here)."""
+"""Pure naming, tagging, node-pool roles and address arithmetic shared by the components (no Pulumi resources)."""
 
 from __future__ import annotations
 
 import re
 from ipaddress import IPv4Network
 
-from infra.settings import Settings
+from infra.settings import NodePool, Settings
 
 MANAGED_BY = "pulumi"
 # The keys every taggable resource carries (AWS tags, GCP labels, Kubernetes labels alike).
@@ -56,3 +56,13 @@ def subnet_layout(vpc_cidr: IPv4Network, zones: int) -> dict[str, list[IPv4Netwo
     private = quarters[:zones]
     public = list(quarters[3].subnets(prefixlen_diff=4))[:zones]
     return {"private": private, "public": public}
+
+
+# The taint and label that keep everything but training and batch jobs off the spot nodes (both clouds).
+BATCH_TAINT = {"key": "workload", "value": "batch", "effect": "NO_SCHEDULE"}
+
+
+def require_pool_roles(where: str, system: NodePool, spot: NodePool) -> None:
+    """The system pool runs the platform on-demand; the spot pool is for interruptible work only."""
+    if system.spot or not spot.spot:
+        raise ValueError(f"{where}: the system pool must be on-demand and the spot pool spot")

@@ -12,6 +12,7 @@ import pulumi_aws as aws
 
 from infra.aws.documents import kms_key_policy, service_trust
 from infra.kubeconfig import eks_kubeconfig
+from infra.naming import BATCH_TAINT, require_pool_roles
 from infra.settings import NodePool
 
 CONTROL_PLANE_LOGS = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
@@ -23,8 +24,6 @@ NODE_POLICIES = [
     "CloudWatchAgentServerPolicy",  # Container Insights (node and pod metrics for the alarms)
 ]
 ADMIN_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
-# The taint and label that keep everything but training and batch jobs off spot nodes.
-BATCH_TAINT = {"key": "workload", "value": "batch", "effect": "NO_SCHEDULE"}
 
 
 @dataclass(frozen=True)
@@ -195,8 +194,7 @@ class NodePoolsArgs:
     tags: dict[str, str]
 
     def __post_init__(self) -> None:
-        if self.system.spot or not self.spot.spot:
-            raise ValueError("NodePoolsArgs: the system pool must be on-demand and the spot pool spot")
+        require_pool_roles("NodePoolsArgs", self.system, self.spot)
 
 
 class NodePools(pulumi.ComponentResource):

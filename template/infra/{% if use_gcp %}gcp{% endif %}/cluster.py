@@ -11,11 +11,9 @@ import pulumi_gcp as gcp
 
 from infra.gcp.storage import PODS_RANGE, SERVICES_RANGE
 from infra.kubeconfig import gke_kubeconfig
-from infra.naming import gcp_name
+from infra.naming import BATCH_TAINT, gcp_name, require_pool_roles
 from infra.settings import NodePool
 
-# The taint and label that keep everything but training and batch jobs off spot nodes.
-BATCH_TAINT = {"key": "workload", "value": "batch", "effect": "NO_SCHEDULE"}
 NODE_ROLES = [
     "roles/logging.logWriter",
     "roles/monitoring.metricWriter",
@@ -209,8 +207,7 @@ class NodePoolsArgs:
     labels: dict[str, str]
 
     def __post_init__(self) -> None:
-        if self.system.spot or not self.spot.spot:
-            raise ValueError("NodePoolsArgs: the system pool must be on-demand and the spot pool spot")
+        require_pool_roles("NodePoolsArgs", self.system, self.spot)
 
 
 class NodePools(pulumi.ComponentResource):
