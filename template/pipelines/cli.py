@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import typer
 
 from infra.config import SettingsError
-from pipelines import config_cmd, local_cmd, plan_cmd
+from pipelines import config_cmd, local_cmd, plan_cmd, policy_cmd
 from pipelines.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
 from pipelines.output import err_console
 
@@ -29,6 +29,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(local_cmd.app, name="local")
 app.command("train")(local_cmd.train_command)
 app.command("plan")(plan_cmd.plan)
+app.add_typer(policy_cmd.app, name="policy")
 
 
 def _planned(name: str, summary: str) -> None:
@@ -43,7 +44,6 @@ def _planned(name: str, summary: str) -> None:
 
 
 for _name, _summary in {
-    "policy": "Check planned stacks against the CrossGuard policy packs.",
     "cost": "Estimate the monthly cost of a stack from its plan.",
     "promote": "Open a pull request that promotes a model version to an environment.",
     "gate": "Decide a promotion pull request: model policy, plan, policy packs, cost.",

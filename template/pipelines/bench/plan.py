@@ -1,4 +1,4 @@
-"""Benchmark `mlops plan --all`: wall time of the real CLI, per run, with and without cloud shards.
+"""Benchmark `mlops plan --all` (with and without cloud shards) and `mlops policy check --all` on top of it.
 
     uv run python -m pipelines.bench.plan [--runs 3] [--json reports/bench-plan.json]
 
@@ -17,20 +17,24 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 
 
-def run_once(extra: list[str]) -> tuple[float, dict[str, int]]:
+def run_once(extra: list[str], command: str = "plan") -> tuple[float, dict[str, Any]]:
     started = time.perf_counter()
+    argv = [MLOPS, "plan"] if command == "plan" else [MLOPS, "policy", "check"]
     result = subprocess.run(
-        [MLOPS, "plan", "--all", "--format", "json", *extra], capture_output=True, text=True, timeout=120, check=False
+        [*argv, "--all", "--format", "json", *extra], capture_output=True, text=True, timeout=120, check=False
     )
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
-        raise SystemExit(f"mlops plan failed (exit {result.returncode}):\n{result.stderr}")
-    plans = json.loads(result.stdout)["plans"]
-    return elapsed, {p["stack"]: p["resource_count"] for p in plans}
+        raise SystemExit(f"mlops {command} failed (exit {result.returncode}):\n{result.stderr}")
+    data = json.loads(result.stdout)
+    if command == "plan":
+        return elapsed, {p["stack"]: p["resource_count"] for p in data["plans"]}
+    return elapsed, {"check_seconds": data["seconds"], "mandatory": sum(r["mandatory"] for r in data["reports"])}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +50,15 @@ def main(argv: list[str] | None = None) -> int:
             times.append(round(elapsed, 2))
         figures[label] = {"runs_s": times, "median_s": statistics.median(times), "resources": counts}
         print(f"plan --all {label:8s} runs {times} s, median {statistics.median(times):.2f} s; resources {counts}")
+    policy_runs = [run_once([], "policy") for _ in range(max(1, args.runs))]
+    walls = [round(wall, 2) for wall, _ in policy_runs]
+    checks = [info["check_seconds"] for _, info in policy_runs]
+    overhead = statistics.median(walls) - figures["sharded"]["median_s"]  # type: ignore[index]
+    figures["policy"] = {"runs_s": walls, "check_only_s": checks, "median_overhead_s": round(overhead, 2)}
+    print(
+        f"policy check --all runs {walls} s; rule evaluation alone {checks} s; "
+        f"median on top of plan {overhead:.2f} s (target <= 2 s)"
+    )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

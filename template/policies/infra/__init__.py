@@ -1,0 +1,1 @@
+"""The infrastructure CrossGuard pack: rules in `rules/`, adapters in `pack.py`, per-environment config in `config/`."""

@@ -1,0 +1,120 @@
+"""Cost and governance rules: required tags/labels, a budget in every cloud stack, the budget's ceiling."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from policies.infra.rules import Context, Props, Resource, Rule, Severity, as_list, dig
+
+REQUIRED_TAGS = ("project", "environment", "owner", "cost-center", "managed-by")
+# Where each taggable type this template creates keeps its tags (AWS tags, GCP labels); Kubernetes
+# objects keep them in metadata.labels. tests/infra/test_policies.py checks this list against the SDKs.
+TAG_FIELDS: dict[str, str] = {
+    "aws:budgets/budget:Budget": "tags",
+    "aws:cloudwatch/logGroup:LogGroup": "tags",
+    "aws:cloudwatch/metricAlarm:MetricAlarm": "tags",
+    "aws:ec2/eip:Eip": "tags",
+    "aws:ec2/internetGateway:InternetGateway": "tags",
+    "aws:ec2/natGateway:NatGateway": "tags",
+    "aws:ec2/routeTable:RouteTable": "tags",
+    "aws:ec2/subnet:Subnet": "tags",
+    "aws:ec2/vpc:Vpc": "tags",
+    "aws:eks/accessEntry:AccessEntry": "tags",
+    "aws:eks/addon:Addon": "tags",
+    "aws:eks/cluster:Cluster": "tags",
+    "aws:eks/nodeGroup:NodeGroup": "tags",
+    "aws:iam/openIdConnectProvider:OpenIdConnectProvider": "tags",
+    "aws:iam/role:Role": "tags",
+    "aws:kms/key:Key": "tags",
+    "aws:s3/bucket:Bucket": "tags",
+    "aws:sns/topic:Topic": "tags",
+    "gcp:container/cluster:Cluster": "resourceLabels",
+    "gcp:kms/cryptoKey:CryptoKey": "labels",
+    "gcp:monitoring/alertPolicy:AlertPolicy": "userLabels",
+    "gcp:monitoring/notificationChannel:NotificationChannel": "userLabels",
+    "gcp:storage/bucket:Bucket": "labels",
+}
+BUDGETS = ("aws:budgets/budget:Budget", "gcp:billing/budget:Budget")
+
+
+def tag_field(resource_type: str) -> str | None:
+    if resource_type in TAG_FIELDS:
+        return TAG_FIELDS[resource_type]
+    return (
+        "metadata.labels"
+        if resource_type.startswith("kubernetes:") and not resource_type.startswith("kubernetes:helm")
+        else None
+    )
+
+
+def _tags(props: Props, resource_type: str) -> dict[str, object] | None:
+    field = tag_field(resource_type)
+    if field is None:
+        return None
+    return dig(props, *field.split(".")) or {}
+
+
+def _required_tags(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None, str]]:
+    required = tuple(ctx.config.get("required", REQUIRED_TAGS))
+    for resource in resources:
+        tags = _tags(resource.props, resource.type)
+        if tags is None:
+            continue
+        missing = [key for key in required if key not in tags]
+        if missing:
+            yield resource.urn, f"{resource.name} lacks the tags {', '.join(missing)}"
+
+
+def _budget_amount(props: Props) -> float | None:
+    amount = props.get("limitAmount") or dig(props, "amount", "specifiedAmount", "units")
+    try:
+        return float(amount) if amount is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _budget_exists(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None, str]]:
+    if not any(r.type.startswith(("aws:", "gcp:")) for r in resources):
+        return  # a stack on an existing cluster spends nothing on a cloud bill
+    budgets = [r for r in resources if r.type in BUDGETS]
+    if not budgets:
+        yield None, "the stack creates cloud resources but no budget"
+    for budget in budgets:
+        thresholds = as_list(budget.props.get("notifications")) or as_list(budget.props.get("thresholdRules"))
+        if not thresholds:
+            yield budget.urn, f"budget {budget.name} has no alert thresholds"
+
+
+def _budget_ceiling(props: Props, ctx: Context) -> Iterable[str]:
+    ceiling = ctx.config.get("max_monthly_usd")
+    amount = _budget_amount(props)
+    if ceiling is not None and amount is not None and amount > float(ceiling):
+        yield f"budget of {amount:,.0f} USD/month exceeds this environment's ceiling of {float(ceiling):,.0f}"
+
+
+RULES = [
+    Rule(
+        "governance-tags-resource-configure-required-tags",
+        "Tags are how a bill is split by project, environment, owner and cost center.",
+        Severity.MEDIUM,
+        "Pass the stack's tag set (infra.naming.tags) to every taggable resource.",
+        stack_check=_required_tags,
+        config_defaults={"required": list(REQUIRED_TAGS)},
+    ),
+    Rule(
+        "governance-budget-stack-enable-budget",
+        "Every stack that spends money needs a budget with alerts, so a surprise bill is a message, not a shock.",
+        Severity.HIGH,
+        "Keep the `budget:` section in the stack file (monthly_usd, alert_emails, thresholds).",
+        stack_check=_budget_exists,
+    ),
+    Rule(
+        "governance-budget-limit-configure-ceiling",
+        "A budget raised past what the environment is allowed to spend hides an overspend instead of flagging it.",
+        Severity.MEDIUM,
+        "Lower budget.monthly_usd, or raise max_monthly_usd in policies/infra/config/<env>.json by pull request.",
+        BUDGETS,
+        check=_budget_ceiling,
+        config_defaults={"max_monthly_usd": None},
+    ),
+]

@@ -1,0 +1,191 @@
+"""Kubernetes rules: pod hardening, resources, probes, images, exposure, NetworkPolicies, disruption budgets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from policies.infra.rules import Context, Props, Resource, Rule, Severity, as_list, dig
+
+WORKLOADS = (
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:apps/v1:StatefulSet",
+    "kubernetes:apps/v1:DaemonSet",
+    "kubernetes:batch/v1:Job",
+)
+LONG_RUNNING = WORKLOADS[:3]
+ALLOW_LOAD_BALANCER = "mlops/allow-load-balancer"
+
+
+def _pod(props: Props) -> dict[str, Any]:
+    return dig(props, "spec", "template", "spec") or {}
+
+
+def _containers(props: Props) -> list[dict[str, Any]]:
+    pod = _pod(props)
+    return [*as_list(pod.get("initContainers")), *as_list(pod.get("containers"))]
+
+
+def _each_container(test: Any, message: str):
+    def check(props: Props, ctx: Context) -> Iterable[str]:
+        pod_security = _pod(props).get("securityContext") or {}
+        for container in _containers(props):
+            if not test(container, container.get("securityContext") or {}, pod_security):
+                yield f"container {container.get('name')}: {message}"
+
+    return check
+
+
+def _limits(container: dict[str, Any], *_: Any) -> bool:
+    resources = container.get("resources") or {}
+    return {"cpu", "memory"} <= set(resources.get("requests") or {}) and "memory" in (resources.get("limits") or {})
+
+
+def _non_root(container: dict[str, Any], security: dict[str, Any], pod: dict[str, Any]) -> bool:
+    non_root = security.get("runAsNonRoot", pod.get("runAsNonRoot"))
+    user = security.get("runAsUser", pod.get("runAsUser"))
+    return non_root is True and user not in (0, 0.0)
+
+
+def _host_namespaces(props: Props, ctx: Context) -> Iterable[str]:
+    pod = _pod(props)
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            yield f"pod uses {field}"
+    for container in _containers(props):
+        if (container.get("securityContext") or {}).get("privileged"):
+            yield f"container {container.get('name')} is privileged"
+
+
+def _probes(props: Props, ctx: Context) -> Iterable[str]:
+    for container in as_list(_pod(props).get("containers")):
+        missing = [p for p in ("readinessProbe", "livenessProbe") if not container.get(p)]
+        if missing:
+            yield f"container {container.get('name')} has no {' or '.join(missing)}"
+
+
+def _pinned_image(container: dict[str, Any], *_: Any) -> bool:
+    image = str(container.get("image") or "")
+    if "@sha256:" in image:
+        return True
+    last = image.rsplit("/", 1)[-1]
+    return ":" in last and not last.endswith(":latest")
+
+
+def _load_balancer(props: Props, ctx: Context) -> Iterable[str]:
+    if dig(props, "spec", "type") != "LoadBalancer":
+        return
+    annotations = dig(props, "metadata", "annotations") or {}
+    if annotations.get(ALLOW_LOAD_BALANCER) != "true":
+        yield f'Service of type LoadBalancer without the annotation {ALLOW_LOAD_BALANCER}: "true"'
+
+
+def _disruption(props: Props, ctx: Context) -> Iterable[str]:
+    spec = props.get("spec") or {}
+    if spec.get("maxUnavailable") in (0, 0.0, "0%"):
+        yield "maxUnavailable 0 blocks every node drain and upgrade"
+    if spec.get("minAvailable") == "100%":
+        yield "minAvailable 100% blocks every node drain and upgrade"
+
+
+def _namespace_policies(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None, str]]:
+    namespaces_with_workloads: dict[str, str] = {}
+    for resource in resources:
+        if resource.type in WORKLOADS:
+            namespace = dig(resource.props, "metadata", "namespace") or "default"
+            namespaces_with_workloads.setdefault(namespace, resource.urn)
+    covered = {
+        dig(r.props, "metadata", "namespace") or "default"
+        for r in resources
+        if r.type == "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+    }
+    exempt = set(ctx.config.get("exempt_namespaces", ["monitoring", "kube-system"]))
+    for namespace, urn in sorted(namespaces_with_workloads.items()):
+        if namespace not in covered and namespace not in exempt:
+            yield urn, f"namespace {namespace} runs workloads but has no NetworkPolicy"
+
+
+RULES = [
+    Rule(
+        "kubernetes-apps-deployment-enable-resource-limits",
+        "Pods without requests cannot be scheduled sensibly; without a memory limit one pod can starve a node.",
+        Severity.MEDIUM,
+        "Set resources.requests (cpu, memory) and resources.limits.memory on every container.",
+        WORKLOADS,
+        check=_each_container(_limits, "no cpu/memory requests or no memory limit"),
+    ),
+    Rule(
+        "kubernetes-apps-deployment-configure-non-root",
+        "A container running as root turns a container escape into root on the node.",
+        Severity.HIGH,
+        "Set securityContext.runAsNonRoot=true and a non-zero runAsUser.",
+        WORKLOADS,
+        check=_each_container(_non_root, "may run as root"),
+    ),
+    Rule(
+        "kubernetes-apps-deployment-enable-read-only-root",
+        "A read-only root filesystem stops an intruder from changing the container's code.",
+        Severity.MEDIUM,
+        "Set securityContext.readOnlyRootFilesystem=true; mount emptyDir volumes where the app writes.",
+        WORKLOADS,
+        check=_each_container(lambda c, s, p: s.get("readOnlyRootFilesystem") is True, "root filesystem is writable"),
+    ),
+    Rule(
+        "kubernetes-apps-deployment-disallow-privilege-escalation",
+        "setuid binaries must not be able to gain privileges inside the container.",
+        Severity.HIGH,
+        "Set securityContext.allowPrivilegeEscalation=false.",
+        WORKLOADS,
+        check=_each_container(
+            lambda c, s, p: s.get("allowPrivilegeEscalation") is False, "privilege escalation allowed"
+        ),
+    ),
+    Rule(
+        "kubernetes-apps-deployment-disallow-host-access",
+        "Privileged containers and host namespaces give a pod the node.",
+        Severity.CRITICAL,
+        "Remove privileged, hostNetwork, hostPID and hostIPC.",
+        WORKLOADS,
+        check=_host_namespaces,
+    ),
+    Rule(
+        "kubernetes-apps-deployment-enable-probes",
+        "Without probes, traffic reaches pods that are not ready and hung pods are never restarted.",
+        Severity.MEDIUM,
+        "Add readinessProbe and livenessProbe to every long-running container.",
+        LONG_RUNNING,
+        check=_probes,
+    ),
+    Rule(
+        "kubernetes-apps-deployment-disallow-latest-tag",
+        "An image without a pinned tag (or `latest`) changes under you: what runs is not what was reviewed.",
+        Severity.HIGH,
+        "Reference images by a version tag or, better, by digest.",
+        WORKLOADS,
+        check=_each_container(_pinned_image, "image is not pinned (no tag, or `latest`)"),
+    ),
+    Rule(
+        "kubernetes-core-service-disallow-load-balancer",
+        "A LoadBalancer Service exposes an app outside the cluster, often to the internet.",
+        Severity.HIGH,
+        f'Use ClusterIP (and an ingress you control), or annotate the Service {ALLOW_LOAD_BALANCER}: "true".',
+        ("kubernetes:core/v1:Service",),
+        check=_load_balancer,
+    ),
+    Rule(
+        "kubernetes-policy-poddisruptionbudget-configure-allowed-disruption",
+        "A PDB that allows no disruption blocks node upgrades and scale-down forever.",
+        Severity.LOW,
+        "Use maxUnavailable: 1 (or a minAvailable below the replica count).",
+        ("kubernetes:policy/v1:PodDisruptionBudget",),
+        check=_disruption,
+    ),
+    Rule(
+        "kubernetes-networking-namespace-enable-network-policy",
+        "Without a NetworkPolicy every pod can reach every other pod in the cluster.",
+        Severity.MEDIUM,
+        "Add a default-deny NetworkPolicy and the allow rules the apps need.",
+        stack_check=_namespace_policies,
+        config_defaults={"exempt_namespaces": ["monitoring", "kube-system"]},
+    ),
+]
