@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pipelines.config_cmd import AllOption, EnvOption, FormatOption, repo_root, select_stacks
 from pipelines.errors import EnvironmentProblem
 from pipelines.output import OutputFormat, Report, emit, markdown_table, progress
+
+if TYPE_CHECKING:
+    from pipelines.plan import Plan
 
 # The inputs worth a glance per resource type (the JSON carries every input).
 KEY_INPUTS: dict[str, list[str]] = {
@@ -66,25 +69,33 @@ def _short(urn: str | None) -> str:
     return urn.rsplit("::", 1)[-1] if urn and "::" in urn else ""
 
 
-def plan(
-    envs: EnvOption = None,
-    all_stacks: AllOption = False,
-    fmt: FormatOption = OutputFormat.TABLE,
-    serial: bool = typer.Option(False, "--serial", help="Plan in one process (no parallel cloud shards)."),
-) -> None:
-    """Run the Pulumi program of each stack offline (Pulumi's mocks, no credentials) and print what it would create."""
+SerialOption = Annotated[bool, typer.Option("--serial", help="Plan in one process (no parallel cloud shards).")]
+
+
+def planned_stacks(envs: list[str] | None, all_stacks: bool, serial: bool) -> list[Plan]:
+    """The stacks named on the command line, planned offline: what `plan`, `policy` (and later `cost`) work on."""
     root = repo_root()
     stacks = select_stacks(root, envs, all_stacks)
-    started = time.perf_counter()
-    # Imported here: the Pulumi SDKs take seconds to load and only this command needs them.
+    # Imported here: the Pulumi SDKs take seconds to load and only the commands that plan need them.
     from pipelines.plan import PlanError, plan_stacks  # noqa: PLC0415
 
     try:
-        plans = plan_stacks(root, stacks, parallel=not serial, progress=progress)
+        return plan_stacks(root, stacks, parallel=not serial, progress=progress)
     except PlanError as exc:
         raise EnvironmentProblem(
             str(exc), hint="the program in infra/ raised under the mocks; run the tests in tests/infra"
         ) from None
+
+
+def plan(
+    envs: EnvOption = None,
+    all_stacks: AllOption = False,
+    fmt: FormatOption = OutputFormat.TABLE,
+    serial: SerialOption = False,
+) -> None:
+    """Run the Pulumi program of each stack offline (Pulumi's mocks, no credentials) and print what it would create."""
+    started = time.perf_counter()
+    plans = planned_stacks(envs, all_stacks, serial)
     elapsed = time.perf_counter() - started
     if fmt is OutputFormat.JSON:
         emit(

@@ -7,9 +7,10 @@ import time
 
 import typer
 
-from pipelines.config_cmd import AllOption, EnvOption, FormatOption, repo_root, select_stacks
-from pipelines.errors import CheckFailed, EnvironmentProblem
+from pipelines.config_cmd import AllOption, EnvOption, FormatOption
+from pipelines.errors import CheckFailed
 from pipelines.output import OutputFormat, Report, emit, markdown_table, progress
+from pipelines.plan_cmd import SerialOption, planned_stacks
 
 app = typer.Typer(
     help="Policy-as-code for the infrastructure (the CrossGuard pack in policies/infra).", no_args_is_help=True
@@ -21,20 +22,13 @@ def check(
     envs: EnvOption = None,
     all_stacks: AllOption = False,
     fmt: FormatOption = OutputFormat.TABLE,
-    serial: bool = typer.Option(False, "--serial", help="Plan in one process (no parallel cloud shards)."),
+    serial: SerialOption = False,
 ) -> None:
     """Plan the stacks offline and evaluate every rule of the pack; exit 1 on any mandatory violation."""
-    root = repo_root()
-    stacks = select_stacks(root, envs, all_stacks)
     started = time.perf_counter()
-    # Imported here: the Pulumi SDKs take seconds to load and only these commands need them.
-    from pipelines.plan import PlanError, plan_stacks  # noqa: PLC0415
-    from pipelines.policy import check_plan  # noqa: PLC0415
+    plans = planned_stacks(envs, all_stacks, serial)
+    from pipelines.policy import check_plan  # noqa: PLC0415 -- loads pulumi_policy, only this command needs it
 
-    try:
-        plans = plan_stacks(root, stacks, parallel=not serial, progress=progress)
-    except PlanError as exc:
-        raise EnvironmentProblem(str(exc)) from None
     checked = time.perf_counter()
     reports = [check_plan(plan) for plan in plans]
     elapsed = time.perf_counter() - checked

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import subprocess
@@ -162,3 +163,28 @@ def test_a_stack_file_over_its_ceilings_is_refused(plan_with: Any) -> None:
 
     report = check_plan(plan_with("prod", overspend))
     assert {v.policy for v in report.mandatory} == {"governance-budget-limit-configure-ceiling"}
+
+
+def test_cli_policy_check_reports_and_exits_by_enforcement(repo_copy: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from pipelines.cli import main
+
+    assert main(["policy", "check", "--env", "local", "--format", "json"]) == 0
+    (report,) = json.loads(capsys.readouterr().out)["reports"]
+    assert report["stack"] == "local" and report["mandatory"] == 0 and report["rules"] == len(RULES)
+
+    path = repo_copy / "stacks" / "Pulumi.prod.yaml"
+    path.write_text(re.sub(r"monthly_usd: \d+", "monthly_usd: 99999", path.read_text()))
+    assert main(["policy", "check", "--env", "prod", "--format", "markdown"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.startswith("Policy check **failed**")
+    assert "governance-budget-limit-configure-ceiling" in captured.out
+    assert "mandatory policy violations in prod" in captured.err
+
+
+def test_cli_policy_list_shows_each_environments_enforcement(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipelines.cli import main
+
+    assert main(["policy", "list", "--env", "prod", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == len(RULES) and {row["enforcement"] for row in rows} == {"mandatory"}
+    assert all(row["why"] and row["remediation"] for row in rows)
