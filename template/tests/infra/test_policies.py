@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from infra.config import load_stack
 from pipelines.plan import Plan, PlannedResource
 from pipelines.policy import check_plan, engine_props
 from policies.infra.pack import BY_NAME, RULES, enforcement, environment_config, rule_config
 from policies.infra.rules import Context, Enforcement, Resource, Rule
 from policies.infra.rules.governance import TAG_FIELDS
-from infra.config import load_stack
 from tests.conftest import ROOT
 from tests.infra.conftest import STACKS, tag_field
 
@@ -32,6 +32,7 @@ def relevant(name: str) -> bool:
 def assert_nothing_to_check(plans: dict[str, Plan], types: tuple[str, ...] | list[str]) -> None:
     for plan in plans.values():
         assert not [r.name for r in plan.resources if r.type in types], f"{plan.stack} has {types}"
+
 
 NAME = re.compile(r"^(aws|gcp|kubernetes|governance)(-[a-z0-9]+){2,}-(disallow|enable|configure)(-[a-z0-9]+)+$")
 
@@ -350,11 +351,9 @@ RESOURCE_CASES: dict[str, tuple[str, Callable[[dict[str, Any]], bool], str, Any,
         False,
     ),
     "governance-budget-limit-configure-ceiling": (
-        "aws:budgets/budget:Budget",
-        lambda p: True,
-        "limitAmount",
-        "999999.00",
-        False,
+        ("aws:budgets/budget:Budget", lambda p: True, "limitAmount", "999999.00", False)
+        if "aws" in CLOUDS
+        else ("gcp:billing/budget:Budget", lambda p: True, "amount.specifiedAmount.units", "999999", False)
     ),
 }
 # Rules that forbid a resource type outright: any instance violates.
