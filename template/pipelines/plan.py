@@ -65,10 +65,6 @@ class PlannedResource:
     provider: str | None = None
     dependencies: list[str] = field(default_factory=list)
 
-    @property
-    def provider_package(self) -> str:
-        return self.type.split(":", 1)[0]
-
 
 @dataclass
 class Plan:
@@ -85,9 +81,6 @@ class Plan:
 
     def of_type(self, type_: str) -> list[PlannedResource]:
         return [r for r in self.resources if r.type == type_]
-
-    def by_urn(self) -> dict[str, PlannedResource]:
-        return {r.urn: r for r in self.resources}
 
     def to_json(self) -> dict[str, Any]:
         return {
