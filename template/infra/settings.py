@@ -274,6 +274,18 @@ class MonitoringSettings(Frozen):
         return self
 
 
+class CostSettings(Frozen):
+    """Assumptions of the cost estimate (`mlops cost`) that no resource states. Node counts and hours
+    are the node pools' `desired_nodes` and `hours_per_month`; stored GB is `storage.expected_gb`."""
+
+    # Data leaving the private subnets through NAT per cloud (image pulls, package downloads).
+    nat_gb_per_month: float = Field(default=50, ge=0, le=1_000_000)
+    # Logs ingested per cloud per month (control plane, containers, nodes).
+    log_gb_per_month: float = Field(default=10, ge=0, le=1_000_000)
+    # Share of the stored artifacts old enough to have moved to the archive storage class.
+    archived_share_pct: float = Field(default=50, ge=0, le=100)
+
+
 class GithubSettings(Frozen):
     """The repository whose workflows may deploy: the cloud trust is bound to it and to the environment."""
 
@@ -316,6 +328,7 @@ class Settings(Frozen):
     tracking: TrackingSettings = TrackingSettings()
     serving: ServingSettings
     monitoring: MonitoringSettings = MonitoringSettings()
+    cost: CostSettings = CostSettings()
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from infra.config import SettingsError
-from pipelines import config_cmd, local_cmd, plan_cmd, policy_cmd
+from pipelines import config_cmd, cost_cmd, local_cmd, plan_cmd, policy_cmd
 from pipelines.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
 from pipelines.output import err_console
 
@@ -32,6 +32,7 @@ app.add_typer(local_cmd.app, name="local")
 app.command("train")(local_cmd.train_command)
 app.command("plan")(plan_cmd.plan)
 app.add_typer(policy_cmd.app, name="policy")
+app.command("cost")(cost_cmd.cost)
 
 
 def _planned(name: str, summary: str) -> None:
@@ -46,7 +47,6 @@ def _planned(name: str, summary: str) -> None:
 
 
 for _name, _summary in {
-    "cost": "Estimate the monthly cost of a stack from its plan.",
     "promote": "Open a pull request that promotes a model version to an environment.",
     "gate": "Decide a promotion pull request: model policy, plan, policy packs, cost.",
     "sync": "Make an environment's registry match the version pinned in git.",

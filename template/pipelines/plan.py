@@ -13,6 +13,7 @@ import asyncio
 import concurrent.futures
 import gc
 import hashlib
+import importlib
 import json
 import multiprocessing
 import os
@@ -37,9 +38,16 @@ from ruamel.yaml import YAML
 
 import infra
 from infra.config import load_stack, project_name, stack_file
+from pipelines.cost import Assumptions
 
-# The Pulumi program (Pulumi.yaml: `main: infra/`); stack files may come from another root (tests).
-PROGRAM = Path(infra.__file__).parent / "__main__.py"
+
+def program() -> Path:
+    """The Pulumi program (Pulumi.yaml: `main: infra/`) of the `infra` package imported now: this
+    checkout's, or another ref's while `pipelines.gitref.program_of` stands it in. Stack files may
+    come from another root (tests)."""
+    package = importlib.import_module("infra")
+    return Path(package.__file__ or infra.__file__).parent / "__main__.py"
+
 
 # The engine's wire markers inside a property struct.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"  # noqa: S105 (a wire marker)
@@ -75,6 +83,8 @@ class Plan:
     resources: list[PlannedResource]
     outputs: dict[str, Any]
     seconds: float
+    # What the cost estimate assumes beyond the resources (pipelines.cost.Assumptions as JSON).
+    assumptions: dict[str, Any] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return dict(sorted(Counter(r.type for r in self.resources if r.custom).items()))
@@ -92,6 +102,7 @@ class Plan:
             "counts": self.counts(),
             "resources": [asdict(r) for r in self.resources],
             "outputs": self.outputs,
+            "assumptions": self.assumptions,
         }
 
 
@@ -293,7 +304,7 @@ def plan_stack(root: Path, stack: str, only: str | None = None) -> Plan:
         runtime_config.set_all_config(engine_config(raw))
         with _environ("MLOPS_ROOT", str(root)), _only(only):
             try:
-                runpy.run_path(str(PROGRAM), run_name="__main__")
+                runpy.run_path(str(program()), run_name="__main__")
                 loop.run_until_complete(wait_for_rpcs())
                 outputs = loop.run_until_complete(_resolve(runtime_settings.get_root_resource().outputs))  # type: ignore[union-attr]
             except PlanError:
@@ -315,6 +326,7 @@ def plan_stack(root: Path, stack: str, only: str | None = None) -> Plan:
         resources=monitor.registrations,
         outputs=outputs,
         seconds=round(time.perf_counter() - started, 3),
+        assumptions=Assumptions.from_settings(settings).model_dump(mode="json"),
     )
 
 
@@ -347,6 +359,7 @@ def merge(shards: list[Plan]) -> Plan:
         resources=[resource for shard in shards for resource in shard.resources],
         outputs=outputs,
         seconds=max(shard.seconds for shard in shards),
+        assumptions=first.assumptions,
     )
 
 

@@ -62,12 +62,17 @@ def engine_props(inputs: dict[str, Any]) -> Any:
     return unknown_checking_proxy(deserialize_properties(inputs))
 
 
+def engine_resources(plan: Plan) -> list[Resource]:
+    """Every planned resource as a stack policy receives it (components included)."""
+    return [
+        Resource(r.type, r.name, r.urn, engine_props(r.inputs), tuple(r.dependencies), r.parent) for r in plan.resources
+    ]
+
+
 def check_plan(plan: Plan, config: dict[str, Any] | None = None) -> PolicyReport:
     started = time.perf_counter()
     config = environment_config(plan.environment) if config is None else config
-    resources = [
-        Resource(r.type, r.name, r.urn, engine_props(r.inputs), tuple(r.dependencies), r.parent) for r in plan.resources
-    ]
+    resources = engine_resources(plan)
     custom = [res for res, planned in zip(resources, plan.resources, strict=True) if planned.custom]
     by_urn = {r.urn: r for r in resources}
     report = PolicyReport(plan.stack, plan.environment, rules=len(RULES), resources=len(custom))
@@ -75,7 +80,7 @@ def check_plan(plan: Plan, config: dict[str, Any] | None = None) -> PolicyReport
         level = enforcement(rule, config)
         if level is Enforcement.DISABLED:
             continue
-        context = Context(config=rule_config(rule, config))
+        context = Context(config=rule_config(rule, config), assumptions=plan.assumptions or None)
         found: list[tuple[Resource | None, str]] = []
         if rule.stack_check is not None:
             found = [

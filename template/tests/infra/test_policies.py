@@ -440,6 +440,16 @@ def without(*types: str) -> Callable[[list[PlannedResource]], list[PlannedResour
     return lambda resources: [r for r in resources if r.type not in types]
 
 
+def more_node_pools(resources: list[PlannedResource]) -> list[PlannedResource]:
+    """Ten more copies of every node pool: far more capacity than any default budget pays for."""
+    pools = [r for r in resources if r.type in ("aws:eks/nodeGroup:NodeGroup", "gcp:container/nodePool:NodePool")]
+    return resources + [
+        PlannedResource(**{**r.__dict__, "urn": f"{r.urn}-{i}", "name": f"{r.name}-{i}"})
+        for r in pools
+        for i in range(10)
+    ]
+
+
 STACK_CASES: dict[str, Callable[[list[PlannedResource]], list[PlannedResource]]] = {
     "aws-eks-cluster-enable-irsa": without("aws:iam/openIdConnectProvider:OpenIdConnectProvider"),
     "aws-s3-bucket-enable-encryption": without(
@@ -451,6 +461,7 @@ STACK_CASES: dict[str, Callable[[list[PlannedResource]], list[PlannedResource]]]
     "aws-s3-bucket-configure-tls-only": without("aws:s3/bucketPolicy:BucketPolicy"),
     "kubernetes-networking-namespace-enable-network-policy": without("kubernetes:networking.k8s.io/v1:NetworkPolicy"),
     "governance-budget-stack-enable-budget": without("aws:budgets/budget:Budget", "gcp:billing/budget:Budget"),
+    "governance-cost-stack-disallow-over-budget": more_node_pools,
     "governance-tags-resource-configure-required-tags": lambda resources: [
         PlannedResource(**{**r.__dict__, "inputs": set_path(r.inputs, "metadata.labels", {})})
         if r.type == "kubernetes:core/v1:Namespace"

@@ -48,9 +48,11 @@ class Resource:
 
 @dataclass(frozen=True)
 class Context:
-    """What a check may know besides the properties: the rule's configuration for this environment."""
+    """What a check may know besides the properties: the rule's configuration for this environment,
+    and (offline) the plan's cost assumptions; the pack process reads those from the stack file."""
 
     config: Mapping[str, Any] = field(default_factory=dict)
+    assumptions: Mapping[str, Any] | None = None
 
 
 # A resource check returns violation messages; a stack check returns (urn or None, message) pairs.

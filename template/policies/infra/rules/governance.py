@@ -1,10 +1,17 @@
-"""Cost and governance rules: required tags/labels, a budget in every cloud stack, the budget's ceiling."""
+"""Cost and governance rules: required tags/labels, a budget in every cloud stack, the budget's ceiling,
+and the stack's estimated monthly cost within its budget."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
-from policies.infra.rules import Context, Props, Resource, Rule, Severity, as_list, dig
+from infra.config import load_stack
+from pipelines.cost import Assumptions, estimate
+from policies.infra.rules import Context, Enforcement, Props, Resource, Rule, Severity, as_list, dig
+
+# The repository the pack belongs to: the pack process reads the stack's settings from its stacks/.
+REPOSITORY = Path(__file__).resolve().parents[3]
 
 REQUIRED_TAGS = ("project", "environment", "owner", "cost-center", "managed-by")
 # Where each taggable type this template creates keeps its tags (AWS tags, GCP labels); Kubernetes
@@ -92,6 +99,50 @@ def _budget_ceiling(props: Props, ctx: Context) -> Iterable[str]:
         yield f"budget of {amount:,.0f} USD/month exceeds this environment's ceiling of {float(ceiling):,.0f}"
 
 
+def _environment(resources: list[Resource]) -> str | None:
+    for resource in resources:
+        tags = _tags(resource.props, resource.type)
+        if tags and isinstance(tags.get("environment"), str):
+            return str(tags["environment"])
+    return None
+
+
+def _assumptions(resources: list[Resource], ctx: Context) -> Assumptions:
+    """The offline check hands the plan's assumptions over; the pack process (which the engine gives
+    resources, not stack config) reads `stacks/Pulumi.<stack>.yaml`, the stack named by the rule's
+    `stack` config or else by the resources' `environment` tag."""
+    if ctx.assumptions:
+        return Assumptions.model_validate(ctx.assumptions)
+    stack = ctx.config.get("stack") or _environment(resources)
+    if not stack:
+        raise ValueError("no resource carries an `environment` tag: name the stack in this rule's `stack` config")
+    return Assumptions.from_settings(load_stack(REPOSITORY, str(stack)))
+
+
+def _within_budget(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None, str]]:
+    if not any(r.type.startswith(("aws:", "gcp:")) for r in resources):
+        return  # a stack on an existing cluster adds nothing to a cloud bill
+    try:
+        assumptions = _assumptions(resources, ctx)
+    except ValueError as exc:  # SettingsError, pydantic's ValidationError, PriceTableError, no stack named
+        yield None, f"the cost estimate needs the stack's settings, which could not be read: {exc}"
+        return
+    budget = assumptions.budget_usd
+    if budget is None:
+        return  # no budget at all is governance-budget-stack-enable-budget's finding
+    result = estimate(assumptions.environment, resources, assumptions)
+    share = float(ctx.config.get("max_budget_pct", 100))
+    if result.monthly_usd > budget * share / 100:
+        largest = sorted(result.lines, key=lambda line: -line.monthly_usd)[:3]
+        items = ", ".join(f"{line.key} {line.monthly_usd:,.0f}" for line in largest)
+        unpriced = f"; {len(result.unpriced)} resources unpriced on top" if result.unpriced else ""
+        yield (
+            None,
+            f"estimated {result.monthly_usd:,.2f} USD/month is over {share:g} % of the budget of "
+            f"{budget:,.0f} USD/month (largest: {items}{unpriced}); see `mlops cost --env {assumptions.environment}`",
+        )
+
+
 RULES = [
     Rule(
         "governance-tags-resource-configure-required-tags",
@@ -116,5 +167,16 @@ RULES = [
         BUDGETS,
         check=_budget_ceiling,
         config_defaults={"max_monthly_usd": None},
+    ),
+    Rule(
+        "governance-cost-stack-disallow-over-budget",
+        "A change whose estimated monthly cost is over the stack's budget is an overspend decided in review, "
+        "not discovered on the bill.",
+        Severity.HIGH,
+        "Lower node counts, hours or machine types in the stack file (see `mlops cost`), or raise budget.monthly_usd "
+        "within the environment's ceiling.",
+        stack_check=_within_budget,
+        enforcement=Enforcement.ADVISORY,
+        config_defaults={"max_budget_pct": 100, "stack": ""},
     ),
 ]
