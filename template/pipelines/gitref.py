@@ -39,7 +39,7 @@ def resolve(root: Path, ref: str) -> str:
         raise BadInput(f"--compare: {ref!r} is not a git ref")
     if _git(root, "rev-parse", "--git-dir").returncode != 0:
         raise BadInput(f"--compare {ref}: {root} is not a git repository")
-    found = _git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+    found = _git(root, "rev-parse", "--verify", "--quiet", ref + "^{commit}")
     if found.returncode != 0:
         raise BadInput(
             f"--compare: unknown git ref {ref!r}",
