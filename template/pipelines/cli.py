@@ -38,6 +38,7 @@ app.command("gate")(release_cmd.gate)
 app.command("sync")(release_cmd.sync)
 app.command("rollback")(release_cmd.rollback)
 app.command("report")(release_cmd.report)
+app.command("affected")(release_cmd.affected)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -110,6 +110,19 @@ def _diff(before: Plan | None, after: Plan) -> ResourceDiff:
     return diff
 
 
+def affected(root: Path, environment: str, base: str) -> bool:
+    """Whether the change since `base` concerns `environment`: its stack file, its model policy, or the
+    program and policy pack every environment shares. A base of zeros (a new branch) concerns all."""
+    source_of(environment)
+    if set(base) == {"0"}:
+        return True
+    git = Git(root)
+    git.require_repository()
+    changed = git.run("diff", "--name-only", git.commit_of(base), "HEAD").splitlines()
+    own = {stack_path(root, environment), f"policies/models/{environment}.yaml"}
+    return any(path in own or path.startswith(INFRA_PATHS) for path in changed)
+
+
 def gate(
     root: Path,
     environment: str,

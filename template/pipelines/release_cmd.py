@@ -50,6 +50,16 @@ def promote(
         console.print(f"next: {step}")
 
 
+def affected(
+    env: EnvArg,
+    base: Annotated[str, typer.Option("--base", help="Compare HEAD with this ref.")] = "origin/main",
+) -> None:
+    """Print `changed=true|false`: does the change since BASE concern ENV? (a workflow step's output)"""
+    from pipelines.gate import affected as concerns  # noqa: PLC0415
+
+    sys.stdout.write(f"changed={'true' if concerns(repo_root(), env, base) else 'false'}\n")
+
+
 def gate(
     env: EnvArg,
     base: Annotated[str, typer.Option("--base", help="The pull request's base (a ref git knows).")] = "origin/main",
