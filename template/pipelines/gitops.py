@@ -199,7 +199,10 @@ def pin_history(git: Git, environment: str, ref: str = "HEAD") -> list[PinChange
         before = pin_at(git, parent, environment) if parent else None
         if before == after:
             continue
-        kind = trailer(body, TRAILER_KIND) or ("rollback" if subject.startswith("Revert ") else "edit")
+        said = body
+        if len(parents.split()) > 1:  # a merged pull request: its branch's last commit says what it is
+            said = git.run("log", "-1", "--format=%B", parents.split()[1])
+        kind = trailer(said, TRAILER_KIND) or ("rollback" if said.startswith("Revert ") else "edit")
         changes.append(PinChange(commit, parent, environment, before, after, author, email, date, subject, kind))
     return changes
 
