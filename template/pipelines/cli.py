@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from infra.config import SettingsError
-from pipelines import config_cmd, cost_cmd, local_cmd, plan_cmd, policy_cmd
+from pipelines import config_cmd, cost_cmd, local_cmd, plan_cmd, policy_cmd, release_cmd
 from pipelines.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
 from pipelines.output import err_console
 
@@ -33,27 +33,12 @@ app.command("train")(local_cmd.train_command)
 app.command("plan")(plan_cmd.plan)
 app.add_typer(policy_cmd.app, name="policy")
 app.command("cost")(cost_cmd.cost)
-
-
-def _planned(name: str, summary: str) -> None:
-    """Register a command whose implementation is not part of this version of the template yet."""
-
-    @app.command(name, help=f"{summary} [dim](not built yet in this version)[/dim]", hidden=False)
-    def _command() -> None:
-        raise MlopsError(
-            f"`mlops {name}` is not built yet in this version of the template.",
-            hint="Update the repository with `copier update` when a newer template version is out.",
-        )
-
-
-for _name, _summary in {
-    "promote": "Open a pull request that promotes a model version to an environment.",
-    "gate": "Decide a promotion pull request: model policy, plan, policy packs, cost.",
-    "sync": "Make an environment's registry match the version pinned in git.",
-    "rollback": "Revert the last promotion of an environment.",
-    "report": "Audit trail: which version served where, when, approved by whom.",
-}.items():
-    _planned(_name, _summary)
+app.command("promote")(release_cmd.promote)
+app.command("gate")(release_cmd.gate)
+app.command("sync")(release_cmd.sync)
+app.command("rollback")(release_cmd.rollback)
+app.command("report")(release_cmd.report)
+app.command("affected")(release_cmd.affected)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,6 +25,10 @@ class MlopsError(Exception):
         self.message = message
         self.hint = hint
 
+    def __reduce__(self) -> tuple[type, tuple[str, str | None]]:
+        # Raised in a worker process, it must cross back whole (message and hint).
+        return (type(self), (self.message, self.hint))
+
 
 class BadInput(MlopsError):
     exit_code = EXIT_BAD_INPUT

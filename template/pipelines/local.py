@@ -105,6 +105,10 @@ class LocalEnvironment:
         from pipelines.promotion import Registries  # noqa: PLC0415
 
         uri = self.tracking_uri()
+        store = self.state().get("object_store")
+        if store is not None and store.alive():
+            # Registry copies live in the local store: this process reads and writes them directly.
+            os.environ.update(objectstore.client_env(store.port))
         envs = [e.value for e in PROMOTION_ORDER]
         return Registries(
             tracking_uris=dict.fromkeys(envs, uri),

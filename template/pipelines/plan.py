@@ -363,24 +363,35 @@ def merge(shards: list[Plan]) -> Plan:
     )
 
 
-def _plan_units(root: Path, units: list[tuple[str, str | None]]) -> list[Plan]:
-    return [plan_stack(root, stack, only) for stack, only in units]
+Unit = tuple[int, Path, str, str | None]  # (target index, root, stack, cloud shard or None)
+
+
+def _plan_units(units: list[Unit]) -> list[tuple[int, Plan]]:
+    return [(index, plan_stack(root, stack, only)) for index, root, stack, only in units]
 
 
 def plan_stacks(root: Path, stacks: list[str], *, parallel: bool = True, progress: Any = None) -> list[Plan]:
-    """Plan several stacks. With two clouds and `parallel`, the GCP shards run in a forked process
-    while this process plans the rest (two cores: wall time is about the larger half)."""
+    """Plan several stacks of one repository (see `plan_targets`)."""
+    return plan_targets([(root, stack) for stack in stacks], parallel=parallel, progress=progress)
+
+
+def plan_targets(targets: list[tuple[Path, str]], *, parallel: bool = True, progress: Any = None) -> list[Plan]:
+    """Plan (root, stack) pairs, e.g. a stack as it is and as a base commit had it. With two clouds and
+    `parallel`, the GCP shards run in a forked process while this process plans the rest (two cores:
+    wall time is about the larger half, and each process loads one cloud's SDK once)."""
     say = progress or (lambda message: None)
-    clouds = {stack: [c.value for c in load_stack(root, stack).clouds] for stack in stacks}  # validate all first
-    here: list[tuple[str, str | None]] = []
-    there: list[tuple[str, str | None]] = []
-    for stack in stacks:
-        if parallel and len(clouds[stack]) == 2:
-            here.append((stack, "aws"))
-            there.append((stack, "gcp"))
+    # Validate every stack file first: a bad one fails before seconds of planning.
+    clouds = [[c.value for c in load_stack(root, stack).clouds] for root, stack in targets]
+    here: list[Unit] = []
+    there: list[Unit] = []
+    for index, (root, stack) in enumerate(targets):
+        if parallel and len(clouds[index]) == 2:
+            here.append((index, root, stack, "aws"))
+            there.append((index, root, stack, "gcp"))
         else:
-            here.append((stack, None))
-    say(f"planning {', '.join(stacks)} under the mock runtime" + (" (AWS and GCP shards in parallel)" if there else ""))
+            here.append((index, root, stack, None))
+    names = ", ".join(dict.fromkeys(stack for _, stack in targets))
+    say(f"planning {names} under the mock runtime" + (" (AWS and GCP shards in parallel)" if there else ""))
     # Loading the cloud SDKs creates a few hundred thousand class objects; the cyclic GC would walk
     # them again and again while they load (about a second). Nothing here builds garbage cycles.
     gc_was_enabled = gc.isenabled()
@@ -388,16 +399,15 @@ def plan_stacks(root: Path, stacks: list[str], *, parallel: bool = True, progres
     try:
         if there and "fork" in multiprocessing.get_all_start_methods():
             with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as pool:
-                remote = pool.submit(_plan_units, root, there)
-                local = _plan_units(root, here)
-                shards = local + remote.result()
+                remote = pool.submit(_plan_units, there)
+                shards = _plan_units(here) + remote.result()
         else:
-            shards = _plan_units(root, here + there)
+            shards = _plan_units(here + there)
     finally:
         if gc_was_enabled:
             gc.enable()
     plans = []
-    for stack in stacks:
-        plans.append(merge([shard for shard in shards if shard.stack == stack]))
+    for index, (_, stack) in enumerate(targets):
+        plans.append(merge([plan for shard_index, plan in shards if shard_index == index]))
         say(f"planned {stack}: {plans[-1].to_json()['resource_count']} resources")
     return plans

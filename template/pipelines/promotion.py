@@ -65,6 +65,9 @@ class PromotionRefused(CheckFailed):
         )
         self.verdict = verdict
 
+    def __reduce__(self) -> tuple[type, tuple[Verdict]]:  # type: ignore[override]
+        return (type(self), (self.verdict,))
+
 
 def source_of(environment: str) -> str | None:
     order = [e.value for e in PROMOTION_ORDER]

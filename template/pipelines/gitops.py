@@ -1,0 +1,240 @@
+"""Git as the desired state: the model pin of each environment, read and changed through git.
+
+Every write happens in a scratch worktree made from the remote's branch (the person's own checkout,
+index and current branch are never touched), ends in one push, and is undone locally when the push
+fails. A promotion commit changes exactly one line, `serving.model.version` of one stack file, and
+says so in its trailers, which `rollback` and `report` read back.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from infra.config import load_stack, project_name, stack_file
+from pipelines.errors import BadInput, CheckFailed, EnvironmentProblem
+
+TRAILER_ENV = "Mlops-Environment"
+TRAILER_MODEL = "Mlops-Model"
+TRAILER_VERSION = "Mlops-Version"
+TRAILER_PREVIOUS = "Mlops-Previous-Version"
+TRAILER_KIND = "Mlops-Change"
+PR_NUMBER = re.compile(r"(?:\(#(\d+)\)\s*$|^Merge pull request #(\d+))")
+
+
+class GitError(EnvironmentProblem):
+    """A git command failed for a reason that is not the caller's input."""
+
+
+@dataclass(frozen=True)
+class Git:
+    root: Path
+
+    def run(self, *args: str, check: bool = True, cwd: Path | None = None) -> str:
+        try:
+            result = subprocess.run(
+                ["git", *args], cwd=cwd or self.root, capture_output=True, text=True, timeout=120, check=False
+            )
+        except FileNotFoundError:
+            raise EnvironmentProblem("git is not installed", hint="install git; promotions are git commits") from None
+        if check and result.returncode != 0:
+            raise GitError(f"`git {' '.join(args)}` failed: {(result.stderr or result.stdout).strip()}")
+        return result.stdout.strip()
+
+    def ok(self, *args: str) -> bool:
+        try:
+            return (
+                subprocess.run(
+                    ["git", *args], cwd=self.root, capture_output=True, text=True, timeout=120, check=False
+                ).returncode
+                == 0
+            )
+        except FileNotFoundError:
+            raise EnvironmentProblem("git is not installed") from None
+
+    def require_repository(self) -> None:
+        if not self.ok("rev-parse", "--git-dir"):
+            raise BadInput(f"{self.root} is not a git repository: promotions are commits")
+
+    def require_clean(self) -> None:
+        dirty = self.run("status", "--porcelain", "--untracked-files=no")
+        if dirty:
+            files = ", ".join(line[3:] for line in dirty.splitlines()[:5])
+            raise BadInput(
+                f"the working tree has uncommitted changes ({files})",
+                hint="commit or stash them first, so the promotion is exactly one reviewed change",
+            )
+
+    def require_remote(self, remote: str) -> str:
+        if not self.ok("remote", "get-url", remote):
+            known = self.run("remote") or "none"
+            raise BadInput(
+                f"no git remote named {remote!r} (remotes: {known})",
+                hint="a promotion is a pull request: add the GitHub remote (`git remote add origin …`) or use --remote",
+            )
+        return self.run("remote", "get-url", remote)
+
+    def fetch(self, remote: str, branch: str) -> str:
+        """Fetch `branch` from `remote`; the commit it is at."""
+        result = subprocess.run(
+            ["git", "fetch", "--quiet", remote, branch],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise EnvironmentProblem(
+                f"cannot fetch {branch} from {remote}: {result.stderr.strip()}",
+                hint="check the network and your access to the repository",
+            )
+        return self.run("rev-parse", f"refs/remotes/{remote}/{branch}")
+
+    def commit_of(self, ref: str) -> str:
+        if not ref or ref.startswith("-") or not self.ok("rev-parse", "--verify", "--quiet", ref + "^{commit}"):
+            raise BadInput(f"unknown git ref {ref!r}", hint="fetch it first (in CI: fetch the pull request's base)")
+        return self.run("rev-parse", ref + "^{commit}")
+
+    def show(self, ref: str, path: str) -> str | None:
+        """A file's content at `ref`, or None where it does not exist."""
+        result = subprocess.run(
+            ["git", "show", f"{ref}:{path}"], cwd=self.root, capture_output=True, text=True, timeout=60, check=False
+        )
+        return result.stdout if result.returncode == 0 else None
+
+    @contextmanager
+    def worktree(self, start: str) -> Iterator[Path]:
+        """A scratch worktree at `start` (detached), removed afterwards."""
+        scratch = Path(tempfile.mkdtemp(prefix="mlops-git-"))
+        path = scratch / "tree"
+        self.run("worktree", "add", "--quiet", "--detach", str(path), start)
+        try:
+            yield path
+        finally:
+            self.run("worktree", "remove", "--force", str(path), check=False)
+            shutil.rmtree(scratch, ignore_errors=True)
+            self.run("worktree", "prune", check=False)
+
+
+def config_key(root: Path, name: str) -> str:
+    return f"{project_name(root)}:{name}"
+
+
+def stack_path(root: Path, environment: str) -> str:
+    return stack_file(root, environment).relative_to(root).as_posix()
+
+
+def pin_in(text: str, source: str, project: str) -> tuple[str, int | None, int]:
+    """(model name, pinned version, 0-based line of the version) in a stack file's text."""
+    try:
+        document = YAML().load(text)
+        model = document["config"][f"{project}:serving"]["model"]
+    except (YAMLError, KeyError, TypeError) as exc:
+        raise BadInput(f"{source}: no {project}:serving.model section ({exc})") from None
+    version = model.get("version")
+    line, _ = model.lc.value("version")
+    return str(model.get("name")), (int(version) if version is not None else None), line
+
+
+def set_pin(text: str, source: str, project: str, version: int | None) -> str:
+    """The stack file's text with only the pinned version changed; comments and layout are kept."""
+    _, _, line = pin_in(text, source, project)
+    lines = text.splitlines(keepends=True)
+    match = re.match(r"^(\s*version:\s*)(\S+)(.*)$", lines[line], flags=re.DOTALL)
+    if match is None:
+        raise BadInput(f"{source} line {line + 1}: expected `version: <n>` for serving.model.version")
+    lines[line] = f"{match.group(1)}{'null' if version is None else version}{match.group(3)}"
+    return "".join(lines)
+
+
+def pin_at(git: Git, ref: str, environment: str) -> int | None:
+    """The version `environment` pins at `ref` (None: nothing pinned, or no stack file there)."""
+    path = stack_path(git.root, environment)
+    text = git.show(ref, path)
+    if text is None:
+        return None
+    return pin_in(text, f"{path} at {ref}", project_name(git.root))[1]
+
+
+@dataclass(frozen=True)
+class PinChange:
+    """One commit of the first-parent history that changed an environment's pin."""
+
+    commit: str
+    parent: str | None
+    environment: str
+    before: int | None
+    after: int | None
+    author: str
+    email: str
+    date: str
+    subject: str
+    kind: str  # promotion | rollback | edit
+
+    @property
+    def pull_request(self) -> int | None:
+        match = PR_NUMBER.search(self.subject)
+        return int(match.group(1) or match.group(2)) if match else None
+
+
+def pin_history(git: Git, environment: str, ref: str = "HEAD") -> list[PinChange]:
+    """Every change of `environment`'s pin on the first-parent history of `ref`, newest first."""
+    path = stack_path(git.root, environment)
+    log = git.run("log", "--first-parent", "--format=%H%x1f%P%x1f%an%x1f%ae%x1f%aI%x1f%s%x1f%B%x1e", ref, "--", path)
+    changes: list[PinChange] = []
+    for record in filter(None, (r.strip("\n") for r in log.split("\x1e"))):
+        commit, parents, author, email, date, subject, body = record.split("\x1f")
+        parent = parents.split()[0] if parents else None
+        after = pin_at(git, commit, environment)
+        before = pin_at(git, parent, environment) if parent else None
+        if before == after:
+            continue
+        said = body
+        if len(parents.split()) > 1:  # a merged pull request: its branch's last commit says what it is
+            said = git.run("log", "-1", "--format=%B", parents.split()[1])
+        kind = trailer(said, TRAILER_KIND) or ("rollback" if said.startswith("Revert ") else "edit")
+        changes.append(PinChange(commit, parent, environment, before, after, author, email, date, subject, kind))
+    return changes
+
+
+def trailer(body: str, key: str) -> str | None:
+    for line in reversed(body.splitlines()):
+        if line.startswith(f"{key}:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+def validate_stack_text(root: Path, environment: str, text: str) -> None:
+    """The edited file must still be a valid stack file (a scratch copy is loaded with the schema)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        (Path(scratch) / "stacks").mkdir()
+        shutil.copy(root / "Pulumi.yaml", Path(scratch) / "Pulumi.yaml")
+        (Path(scratch) / stack_path(root, environment)).write_text(text)
+        load_stack(Path(scratch), environment)
+
+
+def push(git: Git, tree: Path, remote: str, refspec: str, what: str) -> None:
+    result = subprocess.run(
+        ["git", "push", "--quiet", "--porcelain", remote, refspec],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        raise CheckFailed(
+            f"pushing {what} to {remote} was refused: {' '.join(detail[-3:])}",
+            hint="someone changed it first: fetch, check what the environment serves now, and run the command again",
+        )

@@ -1,0 +1,289 @@
+"""Model releases by pull request, for real: git repositories with a bare remote, the local MLflow server.
+
+A scratch repository (this project's Pulumi.yaml, stacks, program and model policies, serving a model
+of its own so the local environment's registries are left alone) is pushed to a bare remote; the
+person, CI and the deploy job each work in their own clone, as they would on GitHub.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config import project_name
+from pipelines.cli import main
+from pipelines.local import LocalEnvironment, UpSummary
+from pipelines.registry import champion, client_for, find_by_model_version, registered_name
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.integration
+MODEL = "gitops"
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Pat Promoter",
+    "GIT_AUTHOR_EMAIL": "pat@example.invalid",
+    "GIT_COMMITTER_NAME": "Pat Promoter",
+    "GIT_COMMITTER_EMAIL": "pat@example.invalid",
+}
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=False)
+    if check and result.returncode:
+        raise AssertionError(f"git {' '.join(args)}: {result.stderr}")
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def world(
+    local_env: tuple[LocalEnvironment, UpSummary], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """A bare remote whose main pins version 1 everywhere (synced into all three registries), and version 2
+    trained into dev."""
+    from apps.training.train import train
+
+    env, _ = local_env
+    uri = env.tracking_uri()
+    registries = env.registries()  # also points this process at the local object store
+    base = tmp_path_factory.mktemp("gitops")
+    seed = base / "seed"
+    for part in ("stacks", "infra", "policies/models"):
+        shutil.copytree(ROOT / part, seed / part, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "Pulumi.yaml", seed / "Pulumi.yaml")
+    for stack in (seed / "stacks").glob("Pulumi.*.yaml"):
+        text = re.sub(r"(\n\s+name: )\S+", rf"\g<1>{MODEL}", stack.read_text(), count=1)
+        stack.write_text(re.sub(r"(\n\s+version: )null", r"\g<1>1", text, count=1))
+    patch = pytest.MonkeyPatch()
+    for key, value in IDENTITY.items():
+        patch.setenv(key, value)
+    for environment in ("dev", "staging", "prod"):
+        patch.setenv(f"MLOPS_REGISTRY_{environment.upper()}", uri)
+        patch.setenv(f"MLOPS_ARTIFACTS_{environment.upper()}", registries.artifact_locations[environment] or "")
+    patch.delenv("GITHUB_SHA", raising=False)
+    patch.delenv("GITHUB_ACTOR", raising=False)
+    try:
+        versions = [train(uri, registered_name("dev", MODEL), experiment="gitops").version for _ in range(2)]
+        git(seed, "init", "-q", "-b", "main")
+        git(seed, "add", ".")
+        git(seed, "commit", "-q", "-m", "Platform with version 1 everywhere")
+        remote = base / "origin.git"
+        git(base, "init", "-q", "--bare", "-b", "main", str(remote))
+        git(seed, "remote", "add", "origin", str(remote))
+        git(seed, "push", "-q", "origin", "main")
+        clones = {}
+        for who in ("person", "ci", "deploy", "other"):
+            git(base, "clone", "-q", str(remote), who)
+            clones[who] = base / who
+        patch.setenv("MLOPS_ROOT", str(clones["deploy"]))
+        for environment in ("dev", "staging", "prod"):
+            assert main(["sync", "--env", environment]) == 0
+        yield {"uri": uri, "clones": clones, "remote": remote, "versions": versions, "patch": patch}
+    finally:
+        patch.undo()
+
+
+def serving(uri: str, environment: str) -> int | None:
+    found = champion(client_for(uri), registered_name(environment, MODEL))
+    return found.model_version if found else None
+
+
+def remote_state(world: dict[str, Any]) -> dict[str, str]:
+    refs = git(world["clones"]["person"], "ls-remote", str(world["remote"]))
+    return dict(reversed(line.split("\t")) for line in refs.splitlines())
+
+
+def registry_state(world: dict[str, Any]) -> dict[str, int | None]:
+    return {e: serving(world["uri"], e) for e in ("dev", "staging", "prod")}
+
+
+def in_clone(world: dict[str, Any], who: str, *args: str) -> int:
+    world["patch"].setenv("MLOPS_ROOT", str(world["clones"][who]))
+    return main(list(args))
+
+
+def pin(repo: Path, ref: str, environment: str) -> str:
+    text = git(repo, "show", f"{ref}:stacks/Pulumi.{environment}.yaml")
+    return re.search(r"\n\s+version: (\S+)", text).group(1)  # type: ignore[union-attr]
+
+
+def test_promotion_through_every_environment_then_rollback(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    person, ci, deploy = (world["clones"][w] for w in ("person", "ci", "deploy"))
+    candidate = world["versions"][1]
+    for environment in ("dev", "staging", "prod"):
+        # the person opens the pull request
+        request = ["promote", MODEL, "--version", str(candidate), "--to", environment, "--no-pr"]
+        assert in_clone(world, "person", *request) == 0
+        branch = f"promote/{environment}/{MODEL}-v{candidate}"
+        changed = git(person, "diff", "--numstat", "origin/main", branch)
+        assert changed == f"1\t1\tstacks/Pulumi.{environment}.yaml"  # one line: the pin
+        assert pin(person, branch, environment) == str(candidate)
+        assert "# set by `mlops promote" in git(person, "show", f"{branch}:stacks/Pulumi.{environment}.yaml")
+        # CI gates it
+        git(ci, "fetch", "-q", "origin")
+        git(ci, "checkout", "-q", "-B", "pr", f"origin/{branch}")
+        report_file = tmp_path / f"gate-{environment}.md"
+        capsys.readouterr()
+        assert (
+            in_clone(
+                world, "ci", "gate", "--env", environment, "--output", str(report_file), "--record", "--format", "json"
+            )
+            == 0
+        )
+        decision = json.loads(capsys.readouterr().out)
+        assert decision["passed"] and decision["model"]["kind"] == "promotion"
+        assert decision["model"]["before"] == 1 and decision["model"]["after"] == candidate
+        names = {c["name"] for c in decision["checks"]}
+        assert "infrastructure policy" in names and "model policy: min_roc_auc" in names
+        assert ("model policy: order" in names) == (environment != "dev")
+        assert decision["resources"]["changed"] and not decision["resources"]["added"]
+        assert decision["cost"]["delta_usd"] == 0
+        markdown = report_file.read_text()
+        assert f"## Gate for `{environment}`: passed" in markdown and "(candidate)" in markdown
+        # merge (the PR is up to date: a fast-forward), then the deploy job syncs
+        git(ci, "push", "-q", "origin", "HEAD:main")
+        git(deploy, "pull", "-q", "--ff-only", "origin", "main")
+        assert serving(world["uri"], environment) == 1
+        assert in_clone(world, "deploy", "sync", "--env", environment, "--pr", "7") == 0
+        assert serving(world["uri"], environment) == candidate
+        assert in_clone(world, "deploy", "sync", "--env", environment) == 0  # idempotent
+        assert "already serves" in capsys.readouterr().out
+        version = find_by_model_version(client_for(world["uri"]), registered_name(environment, MODEL), candidate)
+        assert version is not None
+        assert version.tags[f"deploy.{environment}.commit"] == git(deploy, "rev-parse", "HEAD")
+        assert version.tags[f"deploy.{environment}.pr"] == "7"
+        assert version.tags["model_version"] == str(candidate) and version.tags["artifact_sha256"]
+
+    # the smoke test failed: roll prod back (straight to main, as the deploy workflow does)
+    assert in_clone(world, "deploy", "rollback", "--env", "prod", "--push", "--reason", "smoke test failed") == 0
+    git(deploy, "pull", "-q", "--ff-only", "origin", "main")
+    assert pin(deploy, "origin/main", "prod") == "1"
+    message = git(deploy, "log", "-1", "--format=%B")
+    assert "Mlops-Change: rollback" in message and "smoke test failed" in message
+    assert in_clone(world, "deploy", "sync", "--env", "prod") == 0
+    assert serving(world["uri"], "prod") == 1
+    # a second rollback has nothing left to revert
+    assert in_clone(world, "deploy", "rollback", "--env", "prod", "--push") == 2
+    assert "already a rollback" in capsys.readouterr().err
+
+    capsys.readouterr()
+    assert in_clone(world, "deploy", "report", "--env", "prod", "--format", "json") == 0
+    trail = json.loads(capsys.readouterr().out)["entries"]
+    assert [(e["kind"], e["previous"], e["version"]) for e in trail[:2]] == [
+        ("rollback", candidate, 1),
+        ("promotion", 1, candidate),
+    ]
+    assert trail[1]["author"] == "Pat Promoter" and trail[1]["until"] == trail[0]["date"]
+    assert trail[1]["gate"]["passed"] == "true"  # recorded by the gate on the staging copy
+    assert trail[0]["deployment"]["commit"] == git(deploy, "rev-parse", "HEAD")
+
+
+def test_two_promotions_race_for_one_environment(world: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    person, other, ci = (world["clones"][w] for w in ("person", "other", "ci"))
+    for clone in (person, other):
+        git(clone, "checkout", "-q", "main")
+        git(clone, "pull", "-q", "--ff-only", "origin", "main")
+    dev_pin = pin(person, "origin/main", "dev")
+    # the same change twice (two people roll dev back at once): the second push is refused, nothing is left
+    assert in_clone(world, "person", "rollback", "--env", "dev", "--no-pr") == 0
+    before = remote_state(world)
+    with pytest.MonkeyPatch.context() as olive:
+        olive.setenv("GIT_AUTHOR_NAME", "Olive Other")
+        olive.setenv("GIT_COMMITTER_NAME", "Olive Other")
+        assert in_clone(world, "other", "rollback", "--env", "dev", "--no-pr") == 1
+    assert "was refused" in capsys.readouterr().err
+    assert remote_state(world) == before
+    assert not git(other, "branch", "--list", "rollback/*")
+    # another change reaches main first: the open pull request is stale, and its gate says so
+    (branch,) = git(person, "branch", "--list", "--format=%(refname:short)", "rollback/*").split()
+    git(ci, "fetch", "-q", "origin")
+    git(ci, "checkout", "-q", "-B", "first", "origin/main")
+    git(ci, "commit", "-q", "--allow-empty", "-m", "Another change merged first")
+    git(ci, "push", "-q", "origin", "HEAD:main")
+    git(ci, "fetch", "-q", "origin")
+    git(ci, "checkout", "-q", "-B", "pr", f"origin/{branch}")
+    capsys.readouterr()
+    assert in_clone(world, "ci", "gate", "--env", "dev", "--format", "json") == 1
+    decision = json.loads(capsys.readouterr().out)
+    (stale,) = [c for c in decision["checks"] if not c["passed"]]
+    assert stale["name"] == "branch contains the base" and "moved on" in stale["detail"]
+    assert decision["model"]["kind"] == "rollback"
+    assert pin(ci, "origin/main", "dev") == dev_pin  # nothing was half-applied
+
+
+def test_bad_requests_change_nothing(world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    person = world["clones"]["person"]
+    git(person, "checkout", "-q", "main")
+    git(person, "pull", "-q", "--ff-only", "origin", "main")
+    remote, registries = remote_state(world), registry_state(world)
+    branches = git(person, "branch", "--list")
+    staging = int(pin(person, "origin/main", "staging"))
+    newest = max(world["versions"])
+    cases: list[tuple[list[str], int, str]] = [
+        (["promote", MODEL, "--version", "999", "--to", "dev", "--no-pr"], 2, "is not in the dev registry"),
+        (["promote", MODEL, "--version", str(newest + 1), "--to", "prod", "--no-pr"], 2, "may not skip"),
+        (["promote", MODEL, "--version", str(staging), "--to", "qa", "--no-pr"], 2, "dev → staging → prod"),
+        (["promote", "other-model", "--version", "1", "--to", "dev", "--no-pr"], 2, "serves model 'gitops'"),
+        (["promote", MODEL, "--version", "0", "--to", "dev", "--no-pr"], 2, "positive model version"),
+        (["gate", "--env", "dev", "--base", "no-such-ref"], 2, "unknown git ref 'no-such-ref'"),
+        (["rollback", "--env", "dev", "--remote", "upstream"], 2, "no git remote named 'upstream'"),
+    ]
+    for argv, code, message in cases:
+        assert in_clone(world, "person", *argv) == code, argv
+        assert message in capsys.readouterr().err, argv
+    # a dirty working tree
+    (person / "stacks" / "Pulumi.dev.yaml").write_text((person / "stacks" / "Pulumi.dev.yaml").read_text() + "\n# x\n")
+    assert in_clone(world, "person", "promote", MODEL, "--version", "1", "--to", "dev", "--no-pr") == 2
+    assert "uncommitted changes" in capsys.readouterr().err
+    git(person, "checkout", "-q", "--", "stacks")
+    # no remote at all
+    lonely = tmp_path / "lonely"
+    shutil.copytree(person, lonely, ignore=shutil.ignore_patterns(".git"))
+    git(lonely, "init", "-q", "-b", "main")
+    git(lonely, "add", ".")
+    git(lonely, "commit", "-q", "-m", "no remote")
+    assert in_clone(world, "person", "promote", MODEL, "--version", "1", "--to", "dev", "--remote", "nope") == 2
+    world["patch"].setenv("MLOPS_ROOT", str(lonely))
+    assert main(["promote", MODEL, "--version", "1", "--to", "dev", "--no-pr"]) == 2
+    assert "no git remote named 'origin'" in capsys.readouterr().err
+    # a failing gate: the branch raises prod's bar past what the candidate scores
+    git(person, "checkout", "-q", "-B", "strict", "origin/main")
+    policy = person / "policies" / "models" / "prod.yaml"
+    policy.write_text(re.sub(r"roc_auc: [0-9.]+", "roc_auc: 0.99999", policy.read_text(), count=1))
+    stack = person / "stacks" / "Pulumi.prod.yaml"
+    stack.write_text(re.sub(r"(\n\s+version: )\S+", rf"\g<1>{staging}", stack.read_text(), count=1))
+    git(person, "commit", "-q", "-am", "Stricter prod, and a promotion")
+    capsys.readouterr()
+    assert in_clone(world, "person", "gate", "--env", "prod", "--format", "json") == 1
+    decision = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in decision["checks"] if not c["passed"]] == ["model policy: min_roc_auc"]
+    git(person, "checkout", "-q", "main")
+    git(person, "branch", "-q", "-D", "strict")
+    assert git(person, "branch", "--list") == branches
+    assert remote_state(world) == remote and registry_state(world) == registries
+
+
+def test_report_reads_git_alone_when_no_registry_is_configured(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for environment in ("dev", "staging", "prod"):
+        world["patch"].delenv(f"MLOPS_REGISTRY_{environment.upper()}", raising=False)
+    world["patch"].setenv("MLOPS_LOCAL_HOME", str(world["clones"]["deploy"] / ".nothing-runs-here"))
+    try:
+        assert in_clone(world, "deploy", "report", "--env", "staging", "--format", "json") == 0
+        captured = capsys.readouterr()
+        data = json.loads(captured.out)
+        assert data["entries"] and all(e["deployment"] == {} for e in data["entries"])
+        assert "registry not read" in captured.err
+        assert os.environ["MLOPS_ROOT"].endswith("deploy") and project_name(world["clones"]["deploy"])
+    finally:
+        for environment in ("dev", "staging", "prod"):
+            world["patch"].setenv(f"MLOPS_REGISTRY_{environment.upper()}", world["uri"])
