@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
-import tempfile
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ from infra.config import project_name, stack_file
 from pipelines.errors import BadInput
 from pipelines.gitops import Git, pin_at, pin_history, pin_in, set_pin, stack_path
 from pipelines.promotion import source_of
-from policies.models import POLICY_DIR, Evidence, PolicyError, evaluate, load_policy
+from policies.models import POLICY_DIR, PolicyError, load_policy
 
 if TYPE_CHECKING:
     from pipelines.cost import CostChange
@@ -194,13 +193,11 @@ def _model_part(  # noqa: PLR0917 -- submitted to a process pool, which passes p
 ) -> tuple[ModelChange, list[Check]]:
     """The model change's checks: a promotion against the policy with the source registry's evidence,
     or a rollback to a version this environment served before."""
-    from pipelines.promotion import _record_decision  # noqa: PLC0415
+    from pipelines.promotion import _record_decision, judge  # noqa: PLC0415
     from pipelines.registry import (  # noqa: PLC0415
         client_for,
-        download_version,
         find_by_model_version,
         guarded,
-        has_signature,
         registered_model_exists,
         registered_name,
     )
@@ -235,19 +232,7 @@ def _model_part(  # noqa: PLR0917 -- submitted to a process pool, which passes p
             policy = load_policy(environment, policy_dir or POLICY_DIR)
         except PolicyError as exc:
             raise BadInput(str(exc)) from None
-        with tempfile.TemporaryDirectory() as tmp:
-            signature = has_signature(download_version(uri, name, candidate.registry_version, Path(tmp)))
-        verdict = evaluate(
-            policy,
-            Evidence(
-                model=model,
-                model_version=after,
-                metrics=candidate.metrics,
-                tags=candidate.tags,
-                has_signature=signature,
-                source_serving_version=pin_at(git, "HEAD", source) if source else None,
-            ),
-        )
+        verdict = judge(policy, uri, model, candidate, pin_at(git, "HEAD", source) if source else None)
         if record:
             _record_decision(client, candidate, verdict, "mlops gate")
     checks += [Check(f"model policy: {r.rule}", r.passed, r.detail) for r in verdict.rules]

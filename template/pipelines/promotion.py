@@ -28,7 +28,7 @@ from pipelines.registry import (
     registered_model_exists,
     registered_name,
 )
-from policies.models import POLICY_DIR, Evidence, PolicyError, Verdict, evaluate, load_policy
+from policies.models import POLICY_DIR, Evidence, ModelPolicy, PolicyError, Verdict, evaluate, load_policy
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,26 @@ def source_of(environment: str) -> str | None:
     return order[index - 1] if index else None
 
 
+def judge(
+    policy: ModelPolicy, uri: str, model: str, candidate: VersionInfo, source_serving_version: int | None
+) -> Verdict:
+    """The policy's verdict on a registry version: its metrics and tags, and its signature (downloaded)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = download_version(uri, candidate.registered_model, candidate.registry_version, Path(tmp))
+        signature = has_signature(model_dir)
+    return evaluate(
+        policy,
+        Evidence(
+            model=model,
+            model_version=candidate.model_version,
+            metrics=candidate.metrics,
+            tags=candidate.tags,
+            has_signature=signature,
+            source_serving_version=source_serving_version,
+        ),
+    )
+
+
 def promote(
     model: str,
     model_version: int,
@@ -116,20 +136,7 @@ def promote(
                 f"promotions may not skip an environment; promote it to {source_env} first "
                 f"({source_env} serves {f'version {serving.model_version}' if serving else 'nothing yet'})"
             )
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir = download_version(candidate_uri, candidate_name, candidate.registry_version, Path(tmp))
-            signature = has_signature(model_dir)
-        verdict = evaluate(
-            policy,
-            Evidence(
-                model=model,
-                model_version=model_version,
-                metrics=candidate.metrics,
-                tags=candidate.tags,
-                has_signature=signature,
-                source_serving_version=serving.model_version if serving else None,
-            ),
-        )
+        verdict = judge(policy, candidate_uri, model, candidate, serving.model_version if serving else None)
         _record_decision(candidate_client, candidate, verdict, actor)
     if not verdict.passed:
         raise PromotionRefused(verdict)
