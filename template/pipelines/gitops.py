@@ -63,7 +63,7 @@ class Git:
 
     def require_repository(self) -> None:
         if not self.ok("rev-parse", "--git-dir"):
-            raise BadInput(f"{self.root} is not a git repository: promotions are commits")
+            raise BadInput(f"{self.root} is not a git repository: the desired state lives in git")
 
     def require_clean(self) -> None:
         dirty = self.run("status", "--porcelain", "--untracked-files=no")
@@ -183,8 +183,13 @@ class PinChange:
 
     @property
     def pull_request(self) -> int | None:
-        match = PR_NUMBER.search(self.subject)
-        return int(match.group(1) or match.group(2)) if match else None
+        return pull_request_of(self.subject)
+
+
+def pull_request_of(subject: str) -> int | None:
+    """The pull request a commit subject names: GitHub's `… (#N)` (squash) or `Merge pull request #N …`."""
+    match = PR_NUMBER.search(subject)
+    return int(match.group(1) or match.group(2)) if match else None
 
 
 def pin_history(git: Git, environment: str, ref: str = "HEAD") -> list[PinChange]:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from infra.config import SettingsError, list_stacks
 from pipelines.errors import BadInput, EnvironmentProblem
+from pipelines.gitops import Git
 
 if TYPE_CHECKING:
     from pipelines.plan import Plan
@@ -35,17 +36,9 @@ def _git(root: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 def resolve(root: Path, ref: str) -> str:
     """The commit a ref names, or BadInput naming the ref."""
-    if not ref or ref.startswith("-"):
-        raise BadInput(f"--compare: {ref!r} is not a git ref")
-    if _git(root, "rev-parse", "--git-dir").returncode != 0:
-        raise BadInput(f"--compare {ref}: {root} is not a git repository")
-    found = _git(root, "rev-parse", "--verify", "--quiet", ref + "^{commit}")
-    if found.returncode != 0:
-        raise BadInput(
-            f"--compare: unknown git ref {ref!r}",
-            hint="name a branch, tag or commit that exists here (in CI: fetch the base branch first)",
-        )
-    return found.stdout.decode().strip()
+    git = Git(root)
+    git.require_repository()
+    return git.commit_of(ref)
 
 
 @contextmanager

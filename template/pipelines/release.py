@@ -31,6 +31,7 @@ from pipelines.gitops import (
     pin_at,
     pin_history,
     pin_in,
+    pull_request_of,
     push,
     set_pin,
     stack_path,
@@ -249,9 +250,7 @@ def deployment_context(root: Path, commit: str | None, pull_request: int | None,
     git = Git(root)
     commit = commit or os.environ.get("GITHUB_SHA") or git.run("rev-parse", "HEAD")
     if pull_request is None:
-        subject = git.run("log", "-1", "--format=%s", commit, check=False)
-        change = PinChange(commit, None, "", None, None, "", "", "", subject, "")
-        pull_request = change.pull_request
+        pull_request = pull_request_of(git.run("log", "-1", "--format=%s", commit, check=False))
     actor = actor or os.environ.get("GITHUB_ACTOR") or git.run("log", "-1", "--format=%an", commit, check=False)
     return {"commit": commit, "pr": str(pull_request) if pull_request else "", "by": actor or "unknown"}
 
