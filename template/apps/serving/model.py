@@ -1,17 +1,26 @@
-"""Load the configured model version from the registry, once or following an alias, off the request path."""
+"""Load the configured model version from the registry, once or following an alias, off the request path.
+
+A scaler + logistic-regression pipeline (the reference model) is compiled at load time to one
+weight vector and an intercept, so a prediction is a dot product instead of a pass through
+scikit-learn's validation (about 11 µs instead of 1 ms for one row). The compiled form is checked
+against the estimator on probe rows before it is used; any other estimator is served as it is.
+"""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
 import time
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from apps.serving.config import ServingConfig
+from apps.serving.drift import REFERENCE_FILE, Reference
 
 log = logging.getLogger(__name__)
 # Requests carry arrays in the training column order; sklearn would warn on every call otherwise.
@@ -25,9 +34,43 @@ class LoadedModel:
     registry_version: int
     n_features: int
     feature_names: tuple[str, ...]
+    linear: tuple[np.ndarray, float] | None = None
+    reference: Reference | None = None
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        if self.linear is not None:
+            weights, intercept = self.linear
+            return 1.0 / (1.0 + np.exp(-(rows @ weights + intercept)))
         return np.asarray(self.estimator.predict_proba(rows))[:, 1]
+
+
+def compile_linear(estimator: Any, tolerance: float = 1e-9) -> tuple[np.ndarray, float] | None:
+    """(weights, intercept) equal to `estimator.predict_proba(x)[:, 1]`, or None if it is not that simple."""
+    from sklearn.linear_model import LogisticRegression  # noqa: PLC0415
+    from sklearn.pipeline import Pipeline  # noqa: PLC0415
+    from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
+
+    steps = [step for _, step in estimator.steps] if isinstance(estimator, Pipeline) else [estimator]
+    *scalers, classifier = steps
+    if not isinstance(classifier, LogisticRegression) or classifier.coef_.shape[0] != 1:
+        return None
+    if not all(isinstance(s, StandardScaler) for s in scalers):
+        return None
+    weights, intercept = classifier.coef_[0].astype(np.float64), float(classifier.intercept_[0])
+    for scaler in reversed(scalers):  # w·((x - mean) / scale) + b  ==  (w / scale)·x + (b - w·mean / scale)
+        scale = scaler.scale_ if scaler.scale_ is not None else 1.0
+        mean = scaler.mean_ if scaler.mean_ is not None else 0.0
+        weights = weights / scale
+        intercept = intercept - float(np.sum(weights * mean))
+    n = int(estimator.n_features_in_)
+    probes = np.vstack([np.zeros(n), np.ones(n), np.random.default_rng(0).normal(0, 1, (8, n))])
+    first = scalers[0] if scalers else None
+    if first is not None and first.mean_ is not None:  # also probe around the data the model was fitted on
+        spread = first.scale_ if first.scale_ is not None else 1.0
+        probes = np.vstack([probes, first.mean_ + probes * spread])
+    expected = np.asarray(estimator.predict_proba(probes))[:, 1]
+    actual = 1.0 / (1.0 + np.exp(-(probes @ weights + intercept)))
+    return (weights, intercept) if float(np.max(np.abs(expected - actual))) <= tolerance else None
 
 
 class ModelHolder:
@@ -94,16 +137,29 @@ class ModelHolder:
         client = client_for(self.config.tracking_uri)
         location = client.get_model_version_download_uri(self.config.model_name, str(registry_version))
         mlflow.set_tracking_uri(self.config.tracking_uri)
-        estimator = mlflow.sklearn.load_model(location)
+        with tempfile.TemporaryDirectory() as tmp:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp))
+            estimator = mlflow.sklearn.load_model(str(local))
+            reference = Reference.load(local / REFERENCE_FILE) if (local / REFERENCE_FILE).is_file() else None
         names = tuple(str(n) for n in getattr(estimator, "feature_names_in_", ()))
-        loaded = LoadedModel(estimator, model_version, registry_version, int(estimator.n_features_in_), names)
+        loaded = LoadedModel(
+            estimator,
+            model_version,
+            registry_version,
+            int(estimator.n_features_in_),
+            names,
+            compile_linear(estimator),
+            reference,
+        )
         with self._lock:
             self._model = loaded
         self.last_error = None
         log.info(
-            "serving %s model version %s (registry version %s), loaded in %.1fs",
+            "serving %s model version %s (registry version %s), loaded in %.1fs (%s path; drift reference: %s)",
             self.config.model_name,
             model_version,
             registry_version,
             time.monotonic() - started,
+            "compiled linear" if loaded.linear is not None else "estimator",
+            f"{len(reference.features)} rows" if reference is not None else "none in the artifacts",
         )

@@ -3,12 +3,19 @@
 POST /predict  {"instances": [[f1, ..., f30], ...]}  ->  {"predictions": [...], "probabilities": [...]}
 Bad input is a 4xx with a message, never a 500: wrong shape or type, NaN/inf, an empty or oversized
 batch, a non-JSON body. The served model name and version are in the `X-Model-Name` and
-`X-Model-Version` headers and in the labels of the Prometheus metrics at /metrics.
+`X-Model-Version` headers and in the labels of the Prometheus metrics at /metrics (see
+`apps/serving/monitoring.py`).
+
+POST /monitoring/sample   the recent input sample (for `mlops drift`), POST /monitoring/drift   the
+app's own drift verdict, POST /model   what is served.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+import time
 from http import HTTPStatus
 from typing import Annotated, Any
 
@@ -20,51 +27,98 @@ with bentoml.importing():
     import numpy as np
 
     from apps.serving.config import ServingConfig
-    from apps.serving.model import ModelHolder
+    from apps.serving.drift import REFERENCE_FILE, DriftReport
+    from apps.serving.model import LoadedModel, ModelHolder
+    from apps.serving.monitoring import NO_MODEL, InputSample, Metrics, VersionMetrics, check_drift
 
 CONFIG = ServingConfig.from_env()
+log = logging.getLogger(__name__)
 
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Row = Annotated[list[FiniteFloat], Field(min_length=1, max_length=10_000)]
 # The schema bound rejects absurd bodies early; MAX_BATCH_ROWS (413) is the configured limit.
 Instances = Annotated[list[Row], Field(min_length=1, max_length=100_000)]
 
-PREDICTIONS = bentoml.metrics.Counter(
-    name="model_predictions_total",
-    documentation="Rows predicted, by served model, environment and predicted class",
-    labelnames=["model_name", "model_version", "environment", "predicted_class"],
-)
-REJECTED = bentoml.metrics.Counter(
-    name="model_rejected_requests_total",
-    documentation="Requests refused with a 4xx, by reason",
-    labelnames=["model_name", "environment", "reason"],
-)
-
 
 class RequestRejected(BentoMLException):
-    """A 4xx whose message tells the client what to fix."""
+    """A 4xx whose message tells the client what to fix (counted by reason in the metrics)."""
 
     def __init__(self, message: str, status: HTTPStatus, reason: str) -> None:
         super().__init__(message, error_code=status)
-        REJECTED.labels(model_name=CONFIG.model_name, environment=CONFIG.environment, reason=reason).inc()
+        self.reason = reason
 
 
-@bentoml.service(name="model-serving", workers=CONFIG.workers, traffic={"timeout": 30})
+@bentoml.service(
+    name="model-serving",
+    workers=CONFIG.workers,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": CONFIG.access_log}},
+)
 class ModelService:
     def __init__(self) -> None:
+        self.metrics = Metrics.get()
         self.holder = ModelHolder(CONFIG)
         self.holder.start()
+        self._samples: dict[int, InputSample] = {}
+        self._samples_lock = threading.Lock()
+        if CONFIG.drift_check_seconds > 0:
+            threading.Thread(target=self._watch_drift, name="drift-gauge", daemon=True).start()
 
     def __is_ready__(self) -> bool:
         return self.holder.model is not None
 
+    def _bound(self, model: LoadedModel | None) -> VersionMetrics:
+        version = str(model.model_version) if model is not None else NO_MODEL
+        return self.metrics.bound(CONFIG.model_name, version, CONFIG.environment)
+
+    def _sample_of(self, model: LoadedModel) -> InputSample:
+        """One input sample per registry version: a new version starts a fresh sample."""
+        with self._samples_lock:
+            found = self._samples.get(model.registry_version)
+            if found is None:
+                self._samples = {
+                    model.registry_version: InputSample(
+                        CONFIG.drift_sample_rows, model.n_features, CONFIG.drift_window_seconds
+                    )
+                }
+                found = self._samples[model.registry_version]
+            return found
+
+    # An async endpoint runs on the event loop: no hop to a worker thread for a ~20 µs prediction.
     @bentoml.api(route="/predict")
-    def predict(self, instances: Instances, ctx: bentoml.Context) -> dict[str, Any]:
+    async def predict(self, instances: Instances, ctx: bentoml.Context) -> dict[str, Any]:
         model = self.holder.model
-        if model is None:
-            raise BentoMLException(
-                f"model not loaded yet: {self.holder.last_error}", error_code=HTTPStatus.SERVICE_UNAVAILABLE
-            )
+        bound = self._bound(model)
+        try:
+            if model is None:
+                bound.failed("unavailable")
+                raise BentoMLException(
+                    f"model not loaded yet: {self.holder.last_error}", error_code=HTTPStatus.SERVICE_UNAVAILABLE
+                )
+            rows = self._validated(instances, model)
+            probabilities = model.predict_proba(rows)
+            predictions = (probabilities >= 0.5).astype(np.int64)
+        except RequestRejected as exc:
+            bound.rejected(exc.reason)
+            raise
+        except BentoMLException:
+            raise
+        except Exception:
+            bound.failed("error")
+            raise
+        self._sample_of(model).add(rows)
+        bound.served(probabilities, predictions)
+        version = str(model.model_version)
+        ctx.response.headers["X-Model-Name"] = CONFIG.model_name
+        ctx.response.headers["X-Model-Version"] = version
+        return {
+            "predictions": predictions.tolist(),
+            "probabilities": [round(p, 6) if math.isfinite(p) else None for p in probabilities.tolist()],
+            "model": {"name": CONFIG.model_name, "version": model.model_version, "environment": CONFIG.environment},
+        }
+
+    @staticmethod
+    def _validated(instances: list[list[float]], model: LoadedModel) -> np.ndarray:
         if len(instances) > CONFIG.max_batch_rows:
             raise RequestRejected(
                 f"instances: {len(instances)} rows exceed the limit of {CONFIG.max_batch_rows}; split the batch",
@@ -79,23 +133,60 @@ class ModelService:
                 HTTPStatus.UNPROCESSABLE_ENTITY,
                 "wrong_shape",
             )
-        probabilities = model.predict_proba(np.asarray(instances, dtype=np.float64))
-        predictions = (probabilities >= 0.5).astype(int)
-        version = str(model.model_version)
-        for predicted_class, count in zip(*np.unique(predictions, return_counts=True), strict=True):
-            PREDICTIONS.labels(
-                model_name=CONFIG.model_name,
-                model_version=version,
-                environment=CONFIG.environment,
-                predicted_class=str(predicted_class),
-            ).inc(int(count))
-        ctx.response.headers["X-Model-Name"] = CONFIG.model_name
-        ctx.response.headers["X-Model-Version"] = version
+        return np.asarray(instances, dtype=np.float64)
+
+    def _drift_report(self, model: LoadedModel) -> tuple[DriftReport, np.ndarray]:
+        if model.reference is None:
+            raise BentoMLException(
+                f"model version {model.model_version} has no drift reference in its artifacts "
+                f"({REFERENCE_FILE}); retrain it with this template's training code",
+                error_code=HTTPStatus.CONFLICT,
+            )
+        return check_drift(
+            self._sample_of(model), model.reference, alpha=CONFIG.drift_alpha, threshold=CONFIG.drift_threshold
+        )
+
+    def _watch_drift(self) -> None:
+        """Recompute the drift gauge and feature statistics from the sample, off the request path."""
+        while True:
+            time.sleep(CONFIG.drift_check_seconds)
+            model = self.holder.model
+            if model is None or model.reference is None:
+                continue
+            try:
+                report, rows = self._drift_report(model)
+                self._bound(model).drift(report, rows, model.reference.names)
+            except Exception:
+                log.exception("drift check failed")
+
+    @bentoml.api(route="/monitoring/sample")
+    def sample(self) -> dict[str, Any]:
+        """The input sample drift is judged on, and which version it was served by (for `mlops drift`)."""
+        model = self.holder.model
+        if model is None:
+            raise BentoMLException("model not loaded yet", error_code=HTTPStatus.SERVICE_UNAVAILABLE)
+        rows, seen = self._sample_of(model).sample()
         return {
-            "predictions": predictions.tolist(),
-            "probabilities": [round(float(p), 6) if math.isfinite(p) else None for p in probabilities],
-            "model": {"name": CONFIG.model_name, "version": model.model_version, "environment": CONFIG.environment},
+            "model": {
+                "name": CONFIG.model_name,
+                "environment": CONFIG.environment,
+                "model_version": model.model_version,
+                "registry_version": model.registry_version,
+            },
+            "feature_names": list(model.feature_names),
+            "rows_seen": seen,
+            "window_seconds": CONFIG.drift_window_seconds,
+            "rows": rows.tolist(),
         }
+
+    @bentoml.api(route="/monitoring/drift")
+    def drift(self) -> dict[str, Any]:
+        """The app's own drift verdict (what its `model_drift_share` gauge shows)."""
+        model = self.holder.model
+        if model is None:
+            raise BentoMLException("model not loaded yet", error_code=HTTPStatus.SERVICE_UNAVAILABLE)
+        report, _ = self._drift_report(model)
+        return {"model_version": model.model_version, **report.as_dict()}
 
     @bentoml.api(route="/model")
     def model_info(self) -> dict[str, Any]:
@@ -110,3 +201,34 @@ class ModelService:
             "n_features": model.n_features if model else None,
             "last_error": self.holder.last_error,
         }
+
+
+class RequestTimer:
+    """ASGI middleware: the whole /predict request (body parsing and validation included) goes into
+    `model_request_duration_seconds`, labelled with the version the response names."""
+
+    def __init__(self, app: Any, path: str = "/predict") -> None:
+        self.app, self.path = app, path
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != self.path:
+            await self.app(scope, receive, send)
+            return
+        started, version = time.perf_counter(), NO_MODEL
+
+        async def capture(message: dict[str, Any]) -> None:
+            nonlocal version
+            if message["type"] == "http.response.start":
+                for key, value in message.get("headers", ()):
+                    if key.lower() == b"x-model-version":
+                        version = value.decode()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            bound = Metrics.get().bound(CONFIG.model_name, version, CONFIG.environment)
+            bound.child("model_request_duration_seconds").observe(time.perf_counter() - started)
+
+
+ModelService.add_asgi_middleware(RequestTimer)

@@ -4,7 +4,8 @@
 
 What is logged is what the promotion policies check: metrics (accuracy, ROC AUC, F1, per-group
 metrics and their gap), the signature and an input example, explicit pip requirements (no slow
-inference), a model card, and lineage tags (git sha, dataset SHA-256, training config).
+inference), a model card, and lineage tags (git sha, dataset SHA-256, training config). The model's
+artifacts also hold a sample of the training features, the reference that drift is measured against.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from apps.serving.drift import Reference
 from apps.training.data import GROUP_FEATURE, Split, split
 
 
@@ -164,6 +166,9 @@ def train(
             card = Path(tmp) / "model_card.md"
             card.write_text(model_card(registered_model, config, metrics, lineage))
             mlflow.log_artifact(str(card))
+            # Inside the model's own artifacts, so every registry copy carries its drift reference.
+            reference = Reference.of(data.x_train).save(Path(tmp))
+            mlflow.MlflowClient(tracking_uri).log_model_artifact(info.model_id, str(reference))
     registered_version = int(info.registered_model_version)
     client = mlflow.MlflowClient(tracking_uri)
     set_version_lineage(

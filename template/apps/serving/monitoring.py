@@ -1,0 +1,170 @@
+"""What the serving app tells Prometheus, and the sample of inputs it keeps for drift checks.
+
+Every series carries `model_name`, `model_version` and `environment`. On the request path only cheap
+updates happen (a few counters and histogram observations, through label children cached per model
+version; the request duration is taken by an ASGI middleware around the whole request). Feature
+statistics and the drift score are computed off the request path, from the input sample, by a
+background thread every `DRIFT_CHECK_SECONDS`.
+
+The metric names are listed in `METRICS`: the Grafana dashboard and the alert rules (`infra/k8s/`)
+may only use these and BentoML's own, and the tests hold them to it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from apps.serving.drift import MIN_SAMPLE_ROWS, DriftReport, Reference, Reservoir, compare
+
+LABELS = ("model_name", "model_version", "environment")
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+NO_MODEL = "none"
+
+# name -> (type, extra labels, help). Counters are exposed with `_total`, histograms with
+# `_bucket`/`_sum`/`_count`.
+METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "model_requests": ("counter", ("outcome",), "Prediction requests by outcome: ok, rejected, unavailable, error"),
+    "model_rejected_requests": ("counter", ("reason",), "Requests refused with a 4xx, by reason"),
+    "model_request_duration_seconds": ("histogram", (), "Seconds from request to response for /predict"),
+    "model_predictions": ("counter", ("predicted_class",), "Rows predicted, by predicted class"),
+    "model_prediction_score": ("histogram", (), "Predicted probability of the positive class, per row"),
+    "model_input_rows": ("counter", (), "Rows received for prediction"),
+    "model_input_feature_mean": ("gauge", ("feature",), "Mean of each input feature over the drift sample"),
+    "model_input_feature_stddev": ("gauge", ("feature",), "Standard deviation of each feature over the drift sample"),
+    "model_feature_drift_statistic": ("gauge", ("feature",), "KS statistic of each feature against the reference"),
+    "model_drift_share": ("gauge", (), "Share of features whose distribution drifted from the training reference"),
+    "model_drift_sample_rows": ("gauge", (), "Rows in the sample the drift score was computed on"),
+}
+
+
+def exposed_names() -> set[str]:
+    """Every series name /metrics can show for METRICS (what dashboards and rules may reference)."""
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
+    return {name + suffix for name, (kind, _, _) in METRICS.items() for suffix in suffixes[kind]}
+
+
+class Metrics:
+    """The prometheus_client objects, created once per process after BentoML set up multiprocess mode."""
+
+    _instance: Metrics | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        import prometheus_client as prom  # noqa: PLC0415 -- after PROMETHEUS_MULTIPROC_DIR is set (see bentoml.metrics)
+
+        self.objects: dict[str, Any] = {}
+        for name, (kind, extra, doc) in METRICS.items():
+            labels = [*LABELS, *extra]
+            if kind == "counter":
+                self.objects[name] = prom.Counter(name, doc, labels)
+            elif kind == "histogram":
+                buckets = SCORE_BUCKETS if name == "model_prediction_score" else LATENCY_BUCKETS
+                self.objects[name] = prom.Histogram(name, doc, labels, buckets=buckets)
+            else:  # several workers each hold a sample: the dashboard shows the largest value
+                self.objects[name] = prom.Gauge(name, doc, labels, multiprocess_mode="livemax")
+        self._children: dict[tuple[str, str], VersionMetrics] = {}
+
+    @classmethod
+    def get(cls) -> Metrics:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+            return cls._instance
+
+    def bound(self, model_name: str, model_version: str, environment: str) -> VersionMetrics:
+        key = (model_version, environment)
+        if key not in self._children:
+            self._children[key] = VersionMetrics(self, (model_name, model_version, environment))
+        return self._children[key]
+
+
+@dataclass
+class VersionMetrics:
+    """Label children for one served version: a request updates these without label lookups."""
+
+    metrics: Metrics
+    labels: tuple[str, str, str]
+    _cache: dict[tuple[str, ...], Any] = field(default_factory=dict)
+
+    def child(self, name: str, *extra: str) -> Any:
+        key = (name, *extra)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self.metrics.objects[name].labels(*self.labels, *extra)
+        return found
+
+    def rejected(self, reason: str) -> None:
+        self.child("model_rejected_requests", reason).inc()
+        self.child("model_requests", "rejected").inc()
+
+    def failed(self, outcome: str) -> None:
+        self.child("model_requests", outcome).inc()
+
+    def served(self, probabilities: np.ndarray, predictions: np.ndarray) -> None:
+        self.child("model_requests", "ok").inc()
+        self.child("model_input_rows").inc(len(predictions))
+        positives = int(predictions.sum())
+        if positives:
+            self.child("model_predictions", "1").inc(positives)
+        if positives < len(predictions):
+            self.child("model_predictions", "0").inc(len(predictions) - positives)
+        score = self.child("model_prediction_score")
+        for value in probabilities.tolist():
+            score.observe(value)
+
+    def drift(self, report: DriftReport, sample: np.ndarray, names: tuple[str, ...]) -> None:
+        if len(sample):
+            means, spreads = sample.mean(axis=0), sample.std(axis=0)
+            for column, name in enumerate(names):
+                self.child("model_input_feature_mean", name).set(float(means[column]))
+                self.child("model_input_feature_stddev", name).set(float(spreads[column]))
+        for feature in report.features:
+            self.child("model_feature_drift_statistic", feature.feature).set(feature.ks_statistic)
+        self.child("model_drift_share").set(report.share)
+        self.child("model_drift_sample_rows").set(report.sample_rows)
+
+
+class InputSample:
+    """Uniform samples of served rows in windows of `window_seconds`; thread-safe, bounded.
+
+    Drift is judged on the last complete window (recent traffic, not everything since start-up),
+    or on the running one until a window with enough rows has completed.
+    """
+
+    def __init__(
+        self, capacity: int, width: int, window_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.capacity, self.width, self.window_seconds, self.clock = capacity, width, window_seconds, clock
+        self._lock = threading.Lock()
+        self._current = Reservoir(capacity, width)
+        self._previous: Reservoir | None = None
+        self._started = clock()
+
+    def add(self, rows: np.ndarray) -> None:
+        with self._lock:
+            now = self.clock()
+            if now - self._started >= self.window_seconds:
+                self._previous, self._current, self._started = self._current, Reservoir(self.capacity, self.width), now
+            self._current.add(rows)
+
+    def sample(self) -> tuple[np.ndarray, int]:
+        """(rows, rows seen in that window)."""
+        with self._lock:
+            chosen = self._current
+            if self._previous is not None and self._previous.seen >= MIN_SAMPLE_ROWS:
+                chosen = self._previous
+            return chosen.sample(), chosen.seen
+
+
+def check_drift(
+    sample: InputSample, reference: Reference, *, alpha: float, threshold: float
+) -> tuple[DriftReport, np.ndarray]:
+    rows, _ = sample.sample()
+    return compare(reference, rows, alpha=alpha, threshold=threshold), rows
