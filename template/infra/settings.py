@@ -262,7 +262,14 @@ class MonitoringSettings(Frozen):
     log_retention_days: int = 30
     p95_latency_ms: int = Field(default=250, ge=1, le=60_000)
     error_rate_pct: float = Field(default=1.0, gt=0, le=100)
+    # Input drift: a feature drifts when its KS p-value is below drift_alpha; the sample drifts when
+    # the share of drifted features reaches drift_threshold. Checked by the serving app every minute
+    # (the alert) and by `mlops drift` on drift_schedule (a CronJob on the spot pool).
     drift_threshold: float = Field(default=0.2, gt=0, le=1)
+    drift_alpha: float = Field(default=0.01, gt=0, lt=1)
+    drift_window_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    drift_sample_rows: int = Field(default=2000, ge=100, le=100_000)
+    drift_schedule: str = Field(default="23 * * * *", pattern=r"^\S+( \S+){4}$")
 
     @model_validator(mode="after")
     def _retention_supported(self) -> Self:

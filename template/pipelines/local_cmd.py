@@ -114,6 +114,8 @@ def render_summary(summary: UpSummary, fmt: OutputFormat) -> None:
         f"  MLflow UI: {tracking}    metrics: {serving}/metrics    logs: {summary.logs}\n"
         f"  try:  curl -s -X POST {serving}/predict -H 'content-type: application/json' "
         f"-d @apps/serving/smoke_example.json\n"
+        f"  drift: `mlops drift --env local` (the served inputs against the training data; "
+        f"`python -m pipelines.bench.serving` for latency)\n"
         f"  next: `mlops local up --train` (new version through the gates), `mlops local status`, `mlops local down`"
     )
 

@@ -40,7 +40,7 @@ class ServingConfig(BaseModel):
     drift_window_seconds: float = Field(default=3600, ge=1, le=7 * 86_400)
     drift_check_seconds: float = Field(default=60, ge=0, le=86_400)
     drift_alpha: float = Field(default=0.01, gt=0, lt=1)
-    drift_threshold: float = Field(default=0.3, gt=0, le=1)
+    drift_threshold: float = Field(default=0.2, gt=0, le=1)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:

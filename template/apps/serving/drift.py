@@ -131,7 +131,7 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = 10) -> float:
     return float(np.sum((actual - expected) * np.log(actual / expected)))
 
 
-def compare(reference: Reference, sample: np.ndarray, *, alpha: float = 0.01, threshold: float = 0.3) -> DriftReport:
+def compare(reference: Reference, sample: np.ndarray, *, alpha: float = 0.01, threshold: float = 0.2) -> DriftReport:
     """Per-feature drift of `sample` (rows x features, training order) against the reference."""
     from scipy.stats import ks_2samp  # noqa: PLC0415 -- scipy is loaded only by the callers that test
 

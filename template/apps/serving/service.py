@@ -231,4 +231,5 @@ class RequestTimer:
             bound.child("model_request_duration_seconds").observe(time.perf_counter() - started)
 
 
-ModelService.add_asgi_middleware(RequestTimer)
+# `@bentoml.service` returns a Service wrapping the class; mypy sees the class.
+ModelService.add_asgi_middleware(RequestTimer)  # type: ignore[attr-defined]
