@@ -308,6 +308,7 @@ class LocalEnvironment:
             "MODEL_NAME": registered_name("prod", self.model),
             "MODEL_REFRESH_SECONDS": "2",
             "SERVING_ENVIRONMENT": "local",
+            "DRIFT_CHECK_SECONDS": "5",  # quick feedback on a laptop; the clusters use the default (60)
             "BENTOML_HOME": str(self.home / "bentoml"),
         }
         return self._spawn("serving", command, port, env)

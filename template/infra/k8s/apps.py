@@ -23,10 +23,12 @@ from infra.k8s.objects import (
     scratch_volume,
     secret_env,
 )
-from infra.settings import ServingSettings, TrackingSettings
+from infra.naming import BATCH_TAINT
+from infra.settings import MonitoringSettings, ServingSettings, TrackingSettings
 
 TRACKING = "mlflow"
 SERVING = "serving"
+DRIFT = "model-drift"
 POSTGRES = "postgres"
 MINIO = "minio"
 TRACKING_PORT = 5000
@@ -264,8 +266,37 @@ def postgres_objects(ctx: AppContext, tracking: TrackingSettings) -> list[Obj]:
     return [init_sql, stateful_set, cluster_service(POSTGRES, ctx.namespace, labels, 5432, headless=True)]
 
 
-def serving_objects(ctx: AppContext, serving: ServingSettings, image: str, *, tracking_auth: bool) -> list[Obj]:
-    """BentoML serving of the pinned model version: Deployment, Service, HPA, PDB."""
+def monitoring_env(monitoring: MonitoringSettings) -> list[Obj]:
+    """The serving app's sampling and drift settings, from the stack's monitoring section."""
+    return [
+        env_var("DRIFT_SAMPLE_ROWS", str(monitoring.drift_sample_rows)),
+        env_var("DRIFT_WINDOW_SECONDS", str(monitoring.drift_window_minutes * 60)),
+        env_var("DRIFT_ALPHA", f"{monitoring.drift_alpha:g}"),
+        env_var("DRIFT_THRESHOLD", f"{monitoring.drift_threshold:g}"),
+    ]
+
+
+def _tracking_credentials(tracking_auth: bool) -> list[Obj]:
+    if not tracking_auth:
+        return []
+    return [
+        secret_env("MLFLOW_TRACKING_USERNAME", SERVING_CREDENTIALS, "username"),
+        secret_env("MLFLOW_TRACKING_PASSWORD", SERVING_CREDENTIALS, "password"),
+    ]
+
+
+def serving_objects(
+    ctx: AppContext,
+    serving: ServingSettings,
+    image: str,
+    *,
+    tracking_auth: bool,
+    monitoring: MonitoringSettings | None = None,
+) -> list[Obj]:
+    """BentoML serving of the pinned model version: Deployment, Service, HPA, PDB.
+
+    One worker per pod (the benchmark's best setting on small nodes: a second worker only competes
+    for the same cores); the HPA adds pods at 70 % CPU."""
     labels = ctx.labels(SERVING)
     model = serving.model
     env = [
@@ -274,6 +305,8 @@ def serving_objects(ctx: AppContext, serving: ServingSettings, image: str, *, tr
         env_var("SERVING_ENVIRONMENT", ctx.environment),
         env_var("MAX_BATCH_ROWS", str(serving.max_batch_rows)),
         env_var("SERVING_WORKERS", str(serving.workers)),
+        env_var("SERVING_ACCESS_LOG", "false"),
+        *monitoring_env(monitoring or MonitoringSettings()),
         env_var("BENTOML_DO_NOT_TRACK", "true"),
         env_var("MLFLOW_DISABLE_TELEMETRY", "true"),
         env_var("HOME", "/tmp"),
@@ -281,11 +314,7 @@ def serving_objects(ctx: AppContext, serving: ServingSettings, image: str, *, tr
     ]
     if model.version is not None:
         env.insert(2, env_var("MODEL_VERSION", str(model.version)))
-    if tracking_auth:
-        env += [
-            secret_env("MLFLOW_TRACKING_USERNAME", SERVING_CREDENTIALS, "username"),
-            secret_env("MLFLOW_TRACKING_PASSWORD", SERVING_CREDENTIALS, "password"),
-        ]
+    env += _tracking_credentials(tracking_auth)
     container = {
         "name": SERVING,
         "image": image,
@@ -328,6 +357,81 @@ def serving_objects(ctx: AppContext, serving: ServingSettings, image: str, *, tr
         autoscaler,
         disruption_budget(SERVING, ctx.namespace, labels),
     ]
+
+
+def drift_cronjob(
+    ctx: AppContext, monitoring: MonitoringSettings, image: str, *, tracking_auth: bool, fail_on_drift: bool = True
+) -> Obj:
+    """`mlops drift` on the stack's schedule, on the spot pool (tolerates its taint, prefers its nodes),
+    as the serving identity (it reads the served version's artifacts). The check is recorded as a run
+    in the `drift` experiment; a drifted sample fails the Job, which kube-prometheus-stack alerts on."""
+    labels = ctx.labels(DRIFT)
+    serving_url = f"http://{SERVING}.{ctx.namespace}.svc.cluster.local:{SERVING_PORT}"
+    command = ["mlops", "drift", "--env", ctx.environment, "--serving-url", serving_url]
+    command += ["--registry-uri", ctx.tracking_uri(), "--record", "--format", "json"]
+    if fail_on_drift:
+        command.append("--fail-on-drift")
+    container = {
+        "name": DRIFT,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": command,
+        "env": [
+            env_var("HOME", "/tmp"),
+            env_var("MLFLOW_DISABLE_TELEMETRY", "true"),
+            *_tracking_credentials(tracking_auth),
+        ],
+        "resources": resources("250m", "512Mi"),
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod = {
+        "serviceAccountName": SERVING,
+        "automountServiceAccountToken": True,
+        "securityContext": pod_security(10001),
+        "restartPolicy": "Never",
+        "tolerations": [
+            {"key": BATCH_TAINT["key"], "operator": "Equal", "value": BATCH_TAINT["value"], "effect": "NoSchedule"}
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "preference": {
+                            "matchExpressions": [
+                                {"key": "workload", "operator": "In", "values": [BATCH_TAINT["value"]]}
+                            ]
+                        },
+                    }
+                ]
+            }
+        },
+        "containers": [container],
+        "volumes": [scratch_volume("tmp", "1Gi")],
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": metadata(DRIFT, ctx.namespace, labels),
+        "spec": {
+            "schedule": monitoring.drift_schedule,
+            "timeZone": "Etc/UTC",
+            "concurrencyPolicy": "Forbid",
+            "startingDeadlineSeconds": 600,
+            "successfulJobsHistoryLimit": 3,
+            "failedJobsHistoryLimit": 3,
+            "jobTemplate": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "backoffLimit": 1,
+                    "activeDeadlineSeconds": 900,
+                    "ttlSecondsAfterFinished": 86_400,
+                    "template": {"metadata": {"labels": labels}, "spec": pod},
+                },
+            },
+        },
+    }
 
 
 def minio_objects(ctx: AppContext, bucket: str, storage_gb: int = 20) -> list[Obj]:

@@ -12,7 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra.k8s import apps, platform
+from infra.k8s import apps, dashboard, platform
 from infra.k8s.objects import (
     PROMETHEUS_STACK_CHART,
     PROMETHEUS_STACK_REPO,
@@ -33,6 +33,7 @@ KINDS: dict[str, Callable[..., pulumi.CustomResource]] = {
     "apps/v1/Deployment": k8s.apps.v1.Deployment,
     "apps/v1/StatefulSet": k8s.apps.v1.StatefulSet,
     "batch/v1/Job": k8s.batch.v1.Job,
+    "batch/v1/CronJob": k8s.batch.v1.CronJob,
     "autoscaling/v2/HorizontalPodAutoscaler": k8s.autoscaling.v2.HorizontalPodAutoscaler,
     "policy/v1/PodDisruptionBudget": k8s.policy.v1.PodDisruptionBudget,
     "networking.k8s.io/v1/NetworkPolicy": k8s.networking.v1.NetworkPolicy,
@@ -185,7 +186,12 @@ class ModelServing(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:k8s:ModelServing", name, None, opts)
         ctx = args.context
-        apply_all(name, apps.serving_objects(ctx, args.settings, args.image, tracking_auth=args.tracking_auth), self)
+        objects = apps.serving_objects(
+            ctx, args.settings, args.image, tracking_auth=args.tracking_auth, monitoring=args.monitoring
+        )
+        if args.monitoring.enabled:
+            objects.append(apps.drift_cronjob(ctx, args.monitoring, args.image, tracking_auth=args.tracking_auth))
+        apply_all(name, objects, self)
         if args.prometheus_operator:
             labels = ctx.labels(apps.SERVING)
             apply_all(
@@ -193,6 +199,7 @@ class ModelServing(pulumi.ComponentResource):
                 [
                     platform.service_monitor(ctx.namespace, labels),
                     platform.prometheus_rules(ctx.namespace, labels, args.monitoring),
+                    dashboard.dashboard_config_map(ctx.namespace, labels, args.monitoring),
                 ],
                 self,
             )

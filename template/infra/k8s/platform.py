@@ -9,6 +9,7 @@ from infra.k8s.objects import APP_LABEL, Obj, metadata
 from infra.settings import MonitoringSettings
 
 MONITORING_NAMESPACE = "monitoring"
+DASHBOARD_LABEL = "grafana_dashboard"  # Grafana's sidecar loads ConfigMaps with this label
 # Kubernetes groups bound by the RoleBindings; EKS access entries and GKE subjects map people to them.
 DATA_SCIENTISTS = "data-scientists"
 ML_ENGINEERS = "ml-engineers"
@@ -178,18 +179,29 @@ def service_monitor(ns: str, labels: dict[str, str]) -> Obj:
 
 
 def alert_expressions(ns: str, monitoring: MonitoringSettings) -> dict[str, str]:
-    """PromQL over BentoML's own request metrics: error ratio and p95 latency of the serving pods."""
+    """PromQL: the error ratio over BentoML's own request counter (it sees every failure, even before
+    the handler), p95 latency and the drift share over the app's model-labelled series."""
     # Label matchers are built by concatenation: PromQL braces next to f-string braces are hard to read.
     selector = f'namespace="{ns}",endpoint="/predict"'
     every, failed = "{" + selector + "}", "{" + selector + ',http_response_code=~"5.."}'
+    in_ns = "{" + f'namespace="{ns}"' + "}"
     total = f"sum(rate(bentoml_service_request_total{every}[5m]))"
     errors = f"sum(rate(bentoml_service_request_total{failed}[5m]))"
-    buckets = f"rate(bentoml_service_request_duration_seconds_bucket{every}[5m])"
-    p95 = f"histogram_quantile(0.95, sum by (le) ({buckets}))"
+    buckets = f"rate(model_request_duration_seconds_bucket{in_ns}[5m])"
+    p95 = f"histogram_quantile(0.95, sum by (le, model_name, model_version) ({buckets}))"
+    drift = f"max by (model_name, model_version) (model_drift_share{in_ns})"
     return {
         "ServingErrorRateHigh": f"({errors} / {total}) > {monitoring.error_rate_pct / 100:g}",
         "ServingLatencyP95High": f"{p95} > {monitoring.p95_latency_ms / 1000:g}",
+        "ModelInputDrift": f"{drift} >= {monitoring.drift_threshold:g}",
     }
+
+
+ALERTS = {
+    "ServingErrorRateHigh": ("10m", "page"),
+    "ServingLatencyP95High": ("10m", "page"),
+    "ModelInputDrift": ("1h", "ticket"),  # a trend, not an outage: someone looks at it in working hours
+}
 
 
 def prometheus_rules(ns: str, labels: dict[str, str], monitoring: MonitoringSettings) -> Obj:
@@ -197,6 +209,10 @@ def prometheus_rules(ns: str, labels: dict[str, str], monitoring: MonitoringSett
     summaries = {
         "ServingErrorRateHigh": f"more than {monitoring.error_rate_pct:g}% of predictions fail",
         "ServingLatencyP95High": f"p95 prediction latency above {monitoring.p95_latency_ms} ms",
+        "ModelInputDrift": (
+            f"{monitoring.drift_threshold:.0%} or more of the input features drifted from the training data; "
+            f"run `mlops drift --env <env>` and consider retraining"
+        ),
     }
     return {
         "apiVersion": "monitoring.coreos.com/v1",
@@ -210,8 +226,8 @@ def prometheus_rules(ns: str, labels: dict[str, str], monitoring: MonitoringSett
                         {
                             "alert": alert,
                             "expr": expr,
-                            "for": "10m",
-                            "labels": {"severity": "page", "namespace": ns},
+                            "for": ALERTS[alert][0],
+                            "labels": {"severity": ALERTS[alert][1], "namespace": ns},
                             "annotations": {"summary": summaries[alert]},
                         }
                         for alert, expr in expressions.items()
@@ -236,5 +252,12 @@ def prometheus_stack_values(retention_days: int) -> dict[str, Any]:
             }
         },
         "alertmanager": {"alertmanagerSpec": {"nodeSelector": {"workload": "system"}}},
-        "grafana": {"nodeSelector": {"workload": "system"}, "admin": {"existingSecret": "grafana-admin"}},
+        "grafana": {
+            "nodeSelector": {"workload": "system"},
+            "admin": {"existingSecret": "grafana-admin"},
+            # Dashboards are ConfigMaps labelled grafana_dashboard=1 in any namespace (the serving one's too).
+            "sidecar": {
+                "dashboards": {"enabled": True, "label": DASHBOARD_LABEL, "labelValue": "1", "searchNamespace": "ALL"}
+            },
+        },
     }

@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 
 from infra.config import load_stack
-from infra.k8s import apps, platform
+from infra.k8s import apps, dashboard, platform
 from infra.k8s.objects import Obj
 from pipelines.plan import SECRET, Plan, PlannedResource
 from tests.conftest import ROOT
@@ -30,7 +30,11 @@ def app_objects(stack: str) -> list[Obj]:
     )
     objects = apps.tracking_objects(ctx, settings.tracking, settings.images.tracking)
     objects += apps.postgres_objects(ctx, settings.tracking)
-    objects += apps.serving_objects(ctx, settings.serving, settings.images.serving, tracking_auth=True)
+    objects += apps.serving_objects(
+        ctx, settings.serving, settings.images.serving, tracking_auth=True, monitoring=settings.monitoring
+    )
+    objects.append(apps.drift_cronjob(ctx, settings.monitoring, settings.images.serving, tracking_auth=True))
+    objects.append(dashboard.dashboard_config_map(PROJECT, tags, settings.monitoring))
     objects += apps.minio_objects(ctx, "bucket")
     objects += [platform.namespace(PROJECT, tags), *platform.network_policies(PROJECT, tags, minio=True)]
     objects += platform.rbac_objects(PROJECT, tags, PROJECT, {})
@@ -171,7 +175,7 @@ def test_monitoring_release_rules_and_people_rbac(plans: dict[str, Plan]) -> Non
     assert release and all(r.inputs["version"] and r.inputs["chart"] == "kube-prometheus-stack" for r in release)
     rules = [r for r in plan.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")]
     alerts = {rule["alert"] for r in rules for group in r.inputs["spec"]["groups"] for rule in group["rules"]}
-    assert alerts == {"ServingErrorRateHigh", "ServingLatencyP95High"}
+    assert alerts == {"ServingErrorRateHigh", "ServingLatencyP95High", "ModelInputDrift"}
     assert plan.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
     roles = {
         r.inputs["metadata"]["name"]: r.inputs["rules"]
@@ -187,3 +191,4 @@ def test_alert_expressions_use_the_stack_thresholds() -> None:
     expressions = platform.alert_expressions("ns", monitoring)
     assert expressions["ServingLatencyP95High"].endswith(f"> {monitoring.p95_latency_ms / 1000:g}")
     assert "bentoml_service_request_total" in expressions["ServingErrorRateHigh"]
+    assert expressions["ModelInputDrift"].endswith(f">= {monitoring.drift_threshold:g}")
