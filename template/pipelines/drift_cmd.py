@@ -42,6 +42,7 @@ class DriftCheck:
     report: Any  # apps.serving.drift.DriftReport
     recorded_run: str | None = None
     retrained_version: int | None = None
+    retrained_model: str | None = None
     next_steps: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -51,7 +52,11 @@ class DriftCheck:
             "model": self.model,
             **self.report.as_dict(),
             "recorded_run": self.recorded_run,
-            "retrained_version": self.retrained_version,
+            "retrained": (
+                {"model": self.retrained_model, "version": self.retrained_version}
+                if self.retrained_version is not None
+                else None
+            ),
             "next_steps": self.next_steps,
         }
 
@@ -188,6 +193,7 @@ def retrain(root: Path, result: DriftCheck) -> int:
     served = f"{result.model['name']} v{result.model['model_version']}"
     reason = f"input drift in {result.environment}: {result.report.share:.0%} of features ({served})"
     client_for(dev).set_model_version_tag(registered_name("dev", model), str(trained.version), "retrain_reason", reason)
+    result.retrained_model = model
     result.next_steps.append(f"mlops promote {model} --version {trained.version} --to dev")
     return trained.version
 
@@ -209,6 +215,9 @@ def drift(
         bool, typer.Option("--record", help="Log the check as a run in the `drift` experiment.")
     ] = False,
     retrain_on_drift: Annotated[bool, typer.Option("--retrain", help="On drift, train a new dev candidate.")] = False,
+    open_pr: Annotated[
+        bool, typer.Option("--open-pr", help="With --retrain: open the pull request that pins the candidate in dev.")
+    ] = False,
     fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 1 when the sample drifted.")] = False,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
@@ -218,8 +227,15 @@ def drift(
     report = result.report
     if record_run:
         result.recorded_run = record(result)
+    if open_pr and not retrain_on_drift:
+        raise BadInput("--open-pr needs --retrain (it opens the pull request for the retrained version)")
     if retrain_on_drift and report.drifted:
         result.retrained_version = retrain(root, result)
+        if open_pr:
+            from pipelines.release import request_promotion  # noqa: PLC0415
+
+            opened = request_promotion(root, str(result.retrained_model), result.retrained_version, "dev")
+            result.next_steps = [f"review and merge {opened.pull_request or opened.branch} (pins it in dev)"]
     verdict = (
         f"not enough data: {report.sample_rows} rows sampled, at least 50 needed"
         if not report.enough_data
