@@ -14,7 +14,20 @@ from pipelines.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK
 from tests.conftest import ROOT
 from tests.test_settings import PROJECT, edit_stack
 
-GROUPS = ["config", "local", "train", "plan", "policy", "cost", "promote", "gate", "sync", "rollback", "report", "drift"]
+GROUPS = [
+    "config",
+    "local",
+    "train",
+    "plan",
+    "policy",
+    "cost",
+    "promote",
+    "gate",
+    "sync",
+    "rollback",
+    "report",
+    "drift",
+]
 
 
 def test_console_script_help_lists_every_group() -> None:
