@@ -31,6 +31,7 @@ from pipelines.procs import (
     group_rss_bytes,
     port_in_use,
     save_state,
+    serving_command,
     spawn,
     stop,
     wait_http,
@@ -290,17 +291,7 @@ class LocalEnvironment:
         from pipelines.registry import registered_name  # noqa: PLC0415
 
         self.progress(f"starting BentoML serving on {LOOPBACK}:{port} (it loads the prod model when there is one)")
-        command = [
-            self._bin("bentoml"),
-            "serve",
-            "apps.serving.service:ModelService",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(port),
-            "--working-dir",
-            str(self.root),
-        ]
+        command = [*serving_command(Path(self._bin("bentoml")).parent, port), "--working-dir", str(self.root)]
         env = {
             **self._base_env(),
             **objectstore.client_env(services["object_store"].port),

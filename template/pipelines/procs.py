@@ -38,6 +38,12 @@ class Proc:
         return pid_alive(self.pid)
 
 
+def serving_command(bin_dir: Path, port: int) -> list[str]:
+    """`bentoml serve` of the serving app on loopback (the local environment and the benchmark)."""
+    app = "apps.serving.service:ModelService"
+    return [str(bin_dir / "bentoml"), "serve", app, "--host", LOOPBACK, "--port", str(port)]
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))

@@ -29,6 +29,11 @@ def _panel(title: str, kind: str, targets: list[tuple[str, str]], grid: tuple[in
     }
 
 
+def _red_above(unit: str, limit: float, **defaults: Any) -> dict[str, Any]:
+    steps = [{"color": "green", "value": None}, {"color": "red", "value": limit}]
+    return {"defaults": {"unit": unit, "thresholds": {"mode": "absolute", "steps": steps}, **defaults}}
+
+
 def dashboard(ns: str, monitoring: MonitoringSettings) -> dict[str, Any]:
     sel = "{" + f'namespace="{ns}"' + "}"
     error_ratio = alert_expressions(ns, monitoring)["ServingErrorRateHigh"].rpartition(" > ")[0]
@@ -51,18 +56,7 @@ def dashboard(ns: str, monitoring: MonitoringSettings) -> dict[str, Any]:
             "timeseries",
             [(error_ratio, "5xx ratio")],
             (12, 0, 12, 8),
-            fieldConfig={
-                "defaults": {
-                    "unit": "percentunit",
-                    "thresholds": {
-                        "mode": "absolute",
-                        "steps": [
-                            {"color": "green", "value": None},
-                            {"color": "red", "value": monitoring.error_rate_pct / 100},
-                        ],
-                    },
-                }
-            },
+            fieldConfig=_red_above("percentunit", monitoring.error_rate_pct / 100),
         ),
         _panel(
             "Latency p50 / p95 / p99",
@@ -104,19 +98,7 @@ def dashboard(ns: str, monitoring: MonitoringSettings) -> dict[str, Any]:
             "timeseries",
             [(f"max by ({version}) (model_drift_share{sel})", "v{{model_version}}")],
             (0, 24, 12, 8),
-            fieldConfig={
-                "defaults": {
-                    "unit": "percentunit",
-                    "max": 1,
-                    "thresholds": {
-                        "mode": "absolute",
-                        "steps": [
-                            {"color": "green", "value": None},
-                            {"color": "red", "value": monitoring.drift_threshold},
-                        ],
-                    },
-                }
-            },
+            fieldConfig=_red_above("percentunit", monitoring.drift_threshold, max=1),
         ),
         _panel(
             "Rows in the drift sample / rows received",

@@ -25,7 +25,7 @@ import httpx
 
 from infra.config import find_root
 from pipelines.loadgen import LoadResult, run_load
-from pipelines.procs import LOOPBACK, Proc, free_port, spawn, stop, wait_http
+from pipelines.procs import LOOPBACK, Proc, free_port, serving_command, spawn, stop, wait_http
 from pipelines.smoke import EXAMPLE, sample_row
 
 CLIENTS = (1, 8, 32)
@@ -60,15 +60,7 @@ def _start(root: Path, home: Path, tracking_uri: str) -> dict[str, Proc]:
     port = free_port()
     procs["bentoml"] = spawn(
         "bentoml",
-        [
-            str(bin_dir / "bentoml"),
-            "serve",
-            "apps.serving.service:ModelService",
-            "--host",
-            LOOPBACK,
-            "--port",
-            str(port),
-        ],
+        serving_command(bin_dir, port),
         port=port,
         log=home / "bentoml.log",
         url=f"http://{LOOPBACK}:{port}",
