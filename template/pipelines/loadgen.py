@@ -73,16 +73,22 @@ def run_load(
     check_loopback(url)
     if concurrency < 1 or max_requests < 1 or not 0 < max_seconds <= 3600:
         raise ValueError("concurrency and max_requests must be >= 1 and max_seconds in (0, 3600]")
-    return asyncio.run(
-        _run(
-            url,
-            body,
-            concurrency=concurrency,
-            max_requests=max_requests,
-            max_seconds=max_seconds,
-            request_timeout=request_timeout,
+    # A private loop: asyncio.run() would leave the thread without a current loop, which code that
+    # calls get_event_loop() afterwards (Pulumi's mocks, in the same test process) does not expect.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(
+            _run(
+                url,
+                body,
+                concurrency=concurrency,
+                max_requests=max_requests,
+                max_seconds=max_seconds,
+                request_timeout=request_timeout,
+            )
         )
-    )
+    finally:
+        loop.close()
 
 
 async def _run(

@@ -7,12 +7,19 @@ to the stack's namespace; the tests check each name against what the app exports
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from infra.k8s.apps import SERVING
 from infra.k8s.objects import Obj, metadata
 from infra.k8s.platform import DASHBOARD_LABEL, alert_expressions
 from infra.settings import MonitoringSettings
+
+
+def _legend(text: str) -> str:
+    """`v<model_version>` -> Grafana's legend syntax, two braces around the label (written so that no
+    template engine rendering this repository sees it)."""
+    return re.sub(r"<(\w+)>", lambda m: "{" * 2 + m.group(1) + "}" * 2, text)
 
 
 def _panel(title: str, kind: str, targets: list[tuple[str, str]], grid: tuple[int, int, int, int], **extra: Any) -> Obj:
@@ -23,7 +30,8 @@ def _panel(title: str, kind: str, targets: list[tuple[str, str]], grid: tuple[in
         "datasource": {"type": "prometheus", "uid": "${datasource}"},
         "gridPos": {"x": x, "y": y, "w": w, "h": h},
         "targets": [
-            {"expr": expr, "legendFormat": legend, "refId": chr(65 + i)} for i, (expr, legend) in enumerate(targets)
+            {"expr": expr, "legendFormat": _legend(legend), "refId": chr(65 + i)}
+            for i, (expr, legend) in enumerate(targets)
         ],
         **extra,
     }
@@ -46,7 +54,7 @@ def dashboard(ns: str, monitoring: MonitoringSettings) -> dict[str, Any]:
             [
                 (
                     f"sum by (outcome, model_version) (rate(model_requests_total{sel}[5m]))",
-                    "v{{model_version}} {{outcome}}",
+                    "v<model_version> <outcome>",
                 )
             ],
             (0, 0, 12, 8),
@@ -61,23 +69,20 @@ def dashboard(ns: str, monitoring: MonitoringSettings) -> dict[str, Any]:
         _panel(
             "Latency p50 / p95 / p99",
             "timeseries",
-            [
-                (f"histogram_quantile({q}, {latency})", f"p{int(q * 100)} v{{{{model_version}}}}")
-                for q in (0.5, 0.95, 0.99)
-            ],
+            [(f"histogram_quantile({q}, {latency})", f"p{int(q * 100)} v<model_version>") for q in (0.5, 0.95, 0.99)],
             (0, 8, 12, 8),
             fieldConfig={"defaults": {"unit": "s"}},
         ),
         _panel(
             "Rejected requests by reason",
             "timeseries",
-            [(f"sum by (reason) (rate(model_rejected_requests_total{sel}[5m]))", "{{reason}}")],
+            [(f"sum by (reason) (rate(model_rejected_requests_total{sel}[5m]))", "<reason>")],
             (12, 8, 12, 8),
         ),
         _panel(
             "Prediction score distribution",
             "heatmap",
-            [(f"sum by (le) (increase(model_prediction_score_bucket{sel}[5m]))", "{{le}}")],
+            [(f"sum by (le) (increase(model_prediction_score_bucket{sel}[5m]))", "<le>")],
             (0, 16, 12, 8),
         ),
         _panel(
@@ -87,7 +92,7 @@ def dashboard(ns: str, monitoring: MonitoringSettings) -> dict[str, Any]:
                 (
                     f"sum by (predicted_class) (rate(model_predictions_total{sel}[5m])) / ignoring(predicted_class) "
                     f"group_left sum(rate(model_predictions_total{sel}[5m]))",
-                    "class {{predicted_class}}",
+                    "class <predicted_class>",
                 )
             ],
             (12, 16, 12, 8),
@@ -96,7 +101,7 @@ def dashboard(ns: str, monitoring: MonitoringSettings) -> dict[str, Any]:
         _panel(
             "Input drift share (features drifted from training)",
             "timeseries",
-            [(f"max by ({version}) (model_drift_share{sel})", "v{{model_version}}")],
+            [(f"max by ({version}) (model_drift_share{sel})", "v<model_version>")],
             (0, 24, 12, 8),
             fieldConfig=_red_above("percentunit", monitoring.drift_threshold, max=1),
         ),
@@ -104,27 +109,27 @@ def dashboard(ns: str, monitoring: MonitoringSettings) -> dict[str, Any]:
             "Rows in the drift sample / rows received",
             "timeseries",
             [
-                (f"max by (model_version) (model_drift_sample_rows{sel})", "sample v{{model_version}}"),
-                (f"sum by (model_version) (rate(model_input_rows_total{sel}[5m]))", "rows/s v{{model_version}}"),
+                (f"max by (model_version) (model_drift_sample_rows{sel})", "sample v<model_version>"),
+                (f"sum by (model_version) (rate(model_input_rows_total{sel}[5m]))", "rows/s v<model_version>"),
             ],
             (12, 24, 12, 8),
         ),
         _panel(
             "Feature drift (KS statistic)",
             "table",
-            [(f"max by (feature) (model_feature_drift_statistic{sel})", "{{feature}}")],
+            [(f"max by (feature) (model_feature_drift_statistic{sel})", "<feature>")],
             (0, 32, 8, 10),
         ),
         _panel(
             "Feature means (drift sample)",
             "timeseries",
-            [(f"max by (feature) (model_input_feature_mean{sel})", "{{feature}}")],
+            [(f"max by (feature) (model_input_feature_mean{sel})", "<feature>")],
             (8, 32, 8, 10),
         ),
         _panel(
             "Feature standard deviations (drift sample)",
             "timeseries",
-            [(f"max by (feature) (model_input_feature_stddev{sel})", "{{feature}}")],
+            [(f"max by (feature) (model_input_feature_stddev{sel})", "<feature>")],
             (16, 32, 8, 10),
         ),
     ]
