@@ -73,6 +73,8 @@ class Metrics:
 
     @classmethod
     def get(cls) -> Metrics:
+        if cls._instance is not None:  # every request asks (the timing middleware): no lock once created
+            return cls._instance
         with cls._lock:
             if cls._instance is None:
                 cls._instance = cls()
