@@ -8,7 +8,7 @@ from typing import Any
 import pulumi_kubernetes as k8s
 
 from infra.k8s.apps import MINIO, AppContext
-from infra.k8s.components import deploy_apps
+from infra.k8s.components import deploy_apps, resolve_images
 from infra.naming import prefix, tags
 from infra.settings import Settings
 
@@ -32,5 +32,12 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
         s3_endpoint=f"http://{MINIO}.{namespace}.svc.cluster.local:9000",
         storage_class=cluster.storage_class,
     )
-    outputs = deploy_apps("local-apps", context, settings, provider, minio_bucket=bucket)
+    outputs = deploy_apps(
+        "local-apps",
+        context,
+        settings,
+        provider,
+        images=resolve_images(settings.images, None),
+        minio_bucket=bucket,
+    )
     return {"bucket": bucket, **outputs}

@@ -28,6 +28,29 @@ def tags(project: str, settings: Settings) -> dict[str, str]:
     }
 
 
+# The images this repository builds (`apps/<name>/Dockerfile`), one registry repository each.
+IMAGES = ("serving", "tracking")
+
+
+def ecr_repository(project: str, environment: str, image: str) -> str:
+    """The ECR repository of one image: `<project>-<env>/<image>` (the deploy role may write `<stem>/*`)."""
+    return f"{prefix(project, environment)}/{image}"
+
+
+def ecr_registry(account_id: str, region: str) -> str:
+    return f"{account_id}.dkr.ecr.{region}.amazonaws.com"
+
+
+def artifact_repository(project: str, environment: str) -> str:
+    """The Artifact Registry repository id that holds all the stack's images."""
+    return gcp_name(prefix(project, environment), "apps", max_length=63)
+
+
+def artifact_registry_path(region: str, gcp_project: str, project: str, environment: str) -> str:
+    """`<region>-docker.pkg.dev/<project>/<repository>`: prefix of every image the stack pushes there."""
+    return f"{region}-docker.pkg.dev/{gcp_project}/{artifact_repository(project, environment)}"
+
+
 def gcp_name(*parts: str, max_length: int = 30) -> str:
     """A GCP resource id (`[a-z]([-a-z0-9]*[a-z0-9])?`) within `max_length`, made from `parts`."""
     name = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")

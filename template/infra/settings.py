@@ -291,6 +291,8 @@ class CostSettings(Frozen):
     log_gb_per_month: float = Field(default=10, ge=0, le=1_000_000)
     # Share of the stored artifacts old enough to have moved to the archive storage class.
     archived_share_pct: float = Field(default=50, ge=0, le=100)
+    # GB each app image takes in a registry with its kept versions (layers they share are stored once).
+    image_gb: float = Field(default=2, ge=0, le=100_000)
 
 
 class GithubSettings(Frozen):
@@ -299,11 +301,44 @@ class GithubSettings(Frozen):
     repository: Annotated[str, AfterValidator(_repository)]
 
 
-class ImageSettings(Frozen):
-    """Container images of the apps, by tag or digest (never `latest`)."""
+Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+CommitSha = Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
 
-    serving: ImageRef
-    tracking: ImageRef
+
+class ImagePin(Frozen):
+    """One app's image: a `digest` in the stack's own registries (what the images workflow pins), or a
+    full `reference` (the local stack, whose cluster has no registry of this stack's making)."""
+
+    digest: Digest | None = None
+    reference: ImageRef | None = None
+    # The commit the image was built from (`mlops images` compares its build context with the checkout).
+    commit: CommitSha | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.digest is None) == (self.reference is None):
+            raise ValueError("give exactly one of digest (sha256:<64 hex>, in this stack's registries) or reference")
+        return self
+
+
+class ImageSettings(Frozen):
+    """The apps' container images. Required keys that may be null: nothing built yet, so the apps are not
+    deployed (the stack still creates the registries the images workflow pushes to)."""
+
+    serving: ImagePin | None
+    tracking: ImagePin | None
+    # Images each registry repository keeps (ECR lifecycle policy / Artifact Registry cleanup policy).
+    keep_last: int = Field(default=30, ge=3, le=1000)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        if (self.serving is None) != (self.tracking is None):
+            raise ValueError("pin both serving and tracking, or neither: serving needs the tracking server")
+        return self
+
+    @property
+    def pinned(self) -> bool:
+        return self.serving is not None and self.tracking is not None
 
 
 class AccessSettings(Frozen):
@@ -318,6 +353,16 @@ class Tags(Frozen):
 
     owner: Label
     cost_center: Label
+
+
+def _references_only(images: ImageSettings) -> None:
+    for app in ("serving", "tracking"):
+        pin = getattr(images, app)
+        if pin is not None and pin.digest is not None:
+            raise ValueError(
+                f"images.{app}: a digest names an image in the stack's own registries, and the local "
+                "stack has none: give reference: <registry>/<repository>@sha256:<digest> (or :<tag>)"
+            )
 
 
 class Settings(Frozen):
@@ -348,6 +393,7 @@ class Settings(Frozen):
                 )
             if self.local_cluster is None:
                 raise ValueError("the local environment needs a local_cluster section (kubeconfig, context)")
+            _references_only(self.images)
             return self
         if not self.clouds:
             raise ValueError(f"the {self.environment} environment needs at least one cloud in clouds (aws, gcp)")

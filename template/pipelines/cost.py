@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, Self
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from ruamel.yaml import YAML
 
+from infra.naming import IMAGES
 from infra.settings import AWS_REGIONS, GCP_REGIONS
 
 if TYPE_CHECKING:
@@ -139,6 +140,7 @@ class Assumptions(_Frozen):
     archived_share_pct: float
     log_gb_per_month: float
     nat_gb_per_month: float
+    image_gb: float = 2.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Assumptions:
@@ -161,6 +163,7 @@ class Assumptions(_Frozen):
             archived_share_pct=settings.cost.archived_share_pct,
             log_gb_per_month=settings.cost.log_gb_per_month,
             nat_gb_per_month=settings.cost.nat_gb_per_month,
+            image_gb=settings.cost.image_gb,
         )
 
     def describe(self) -> list[str]:
@@ -172,6 +175,7 @@ class Assumptions(_Frozen):
         said += [
             f"{self.stored_gb:g} GB of artifacts per bucket, {self.archived_share_pct:g} % of it old enough to archive",
             f"{self.log_gb_per_month:g} GB of logs and {self.nat_gb_per_month:g} GB through NAT per cloud a month",
+            f"{self.image_gb:g} GB of container images kept per app image and cloud",
         ]
         return said
 
@@ -601,7 +605,19 @@ def _k8s_stateful_set(p: _Pricing, res: PricedResource) -> list[Line]:
     return lines
 
 
+def _image_storage(images: int) -> Callable[[_Pricing, PricedResource], list[Line]]:
+    """A registry repository holding `images` app images, `image_gb` each (shared layers stored once)."""
+
+    def price(p: _Pricing, res: PricedResource) -> list[Line]:
+        key = "ecr_storage_gb" if p.cloud == "aws" else "artifact_registry_storage_gb"
+        return [p.line(res, "image storage", images * p.assumptions.image_gb, key)]
+
+    return price
+
+
 PRICING: dict[str, Callable[[_Pricing, PricedResource], list[Line]]] = {
+    "aws:ecr/repository:Repository": _image_storage(1),
+    "gcp:artifactregistry/repository:Repository": _image_storage(len(IMAGES)),
     "aws:eks/cluster:Cluster": _fixed_hourly("eks_cluster_hour", "control plane"),
     "aws:eks/nodeGroup:NodeGroup": _eks_node_group,
     "aws:eks/addon:Addon": _eks_addon,

@@ -14,6 +14,7 @@ from infra.settings import PROMOTION_ORDER, Environment, Settings
 from tests.conftest import ROOT
 
 PROJECT = project_name(ROOT)
+DIGEST = "sha256:" + "ab" * 32
 
 
 def edit_stack(root: Path, stack: str, mutate: Callable[[dict[str, Any]], None]) -> Path:
@@ -130,14 +131,35 @@ BAD_FILES: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
         "the stack is 'dev'",
     ),
     "image with the latest tag": (
-        lambda c: c[f"{PROJECT}:images"].update(serving="ghcr.io/acme/serving:latest"),
-        f"{PROJECT}:images.serving",
+        lambda c: c[f"{PROJECT}:images"].update(
+            serving={"reference": "ghcr.io/acme/serving:latest"}, tracking={"digest": DIGEST}
+        ),
+        f"{PROJECT}:images.serving.reference",
         "the `latest` tag is not allowed",
     ),
     "image without a tag": (
-        lambda c: c[f"{PROJECT}:images"].update(tracking="ghcr.io/acme/tracking"),
-        f"{PROJECT}:images.tracking",
+        lambda c: c[f"{PROJECT}:images"].update(
+            serving={"digest": DIGEST}, tracking={"reference": "ghcr.io/acme/tracking"}
+        ),
+        f"{PROJECT}:images.tracking.reference",
         "must be registry/repository:tag",
+    ),
+    "image digest not sha256": (
+        lambda c: c[f"{PROJECT}:images"].update(serving={"digest": "sha256:abc"}, tracking={"digest": DIGEST}),
+        f"{PROJECT}:images.serving.digest",
+        "should match pattern",
+    ),
+    "image with digest and reference": (
+        lambda c: c[f"{PROJECT}:images"].update(
+            serving={"digest": DIGEST, "reference": f"ghcr.io/acme/serving@{DIGEST}"}, tracking={"digest": DIGEST}
+        ),
+        f"{PROJECT}:images.serving",
+        "exactly one of digest",
+    ),
+    "only one image pinned": (
+        lambda c: c[f"{PROJECT}:images"].update(serving={"digest": DIGEST}),
+        f"{PROJECT}:images",
+        "pin both serving and tracking",
     ),
     "repository not owner/name": (
         lambda c: c[f"{PROJECT}:github"].update(repository="acme"),

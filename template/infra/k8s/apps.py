@@ -138,7 +138,7 @@ def database_uri(tracking: TrackingSettings, namespace: str, database: str = "ml
     return f"postgresql://mlflow@{host}:5432/{database}"
 
 
-def tracking_objects(ctx: AppContext, tracking: TrackingSettings, image: str) -> list[Obj]:
+def tracking_objects(ctx: AppContext, tracking: TrackingSettings, image: Any) -> list[Obj]:
     """MLflow tracking server + registry: Deployment, Service, PDB (secrets are built by the component)."""
     labels = ctx.labels(TRACKING)
     db_secret = EXTERNAL_DB_SECRET if tracking.database == "external" else DB_SECRET
@@ -288,7 +288,7 @@ def _tracking_credentials(tracking_auth: bool) -> list[Obj]:
 def serving_objects(
     ctx: AppContext,
     serving: ServingSettings,
-    image: str,
+    image: Any,
     *,
     tracking_auth: bool,
     monitoring: MonitoringSettings | None = None,
@@ -360,7 +360,7 @@ def serving_objects(
 
 
 def drift_cronjob(
-    ctx: AppContext, monitoring: MonitoringSettings, image: str, *, tracking_auth: bool, fail_on_drift: bool = True
+    ctx: AppContext, monitoring: MonitoringSettings, image: Any, *, tracking_auth: bool, fail_on_drift: bool = True
 ) -> Obj:
     """`mlops drift` on the stack's schedule, on the spot pool (tolerates its taint, prefers its nodes),
     as the serving identity (it reads the served version's artifacts). The check is recorded as a run

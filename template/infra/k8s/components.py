@@ -21,7 +21,11 @@ from infra.k8s.objects import (
     app_labels,
     secret,
 )
-from infra.settings import MonitoringSettings, ServingSettings, Settings, TrackingSettings
+from infra.naming import IMAGES
+from infra.settings import ImageSettings, MonitoringSettings, ServingSettings, Settings, TrackingSettings
+
+# Stack output when no image is pinned yet (the first `pulumi up` creates the registries they go to).
+APPS_NOT_DEPLOYED = "not deployed: no image pinned yet (images.serving/images.tracking; the images workflow pins them)"
 
 KINDS: dict[str, Callable[..., pulumi.CustomResource]] = {
     "v1/Namespace": k8s.core.v1.Namespace,
@@ -106,7 +110,7 @@ class AppNamespace(pulumi.ComponentResource):
 class TrackingServerArgs:
     context: apps.AppContext
     settings: TrackingSettings
-    image: str
+    image: pulumi.Input[str]
     minio_bucket: str | None = None
 
 
@@ -172,7 +176,7 @@ class ModelServingArgs:
     context: apps.AppContext
     settings: ServingSettings
     monitoring: MonitoringSettings
-    image: str
+    image: pulumi.Input[str]
     tracking_auth: bool
     prometheus_operator: bool
 
@@ -255,16 +259,38 @@ class Observability(pulumi.ComponentResource):
         self.register_outputs({"release": self.release.name})
 
 
+def resolve_images(
+    images: ImageSettings, registry_image: Callable[[str, str], pulumi.Input[str]] | None
+) -> dict[str, pulumi.Input[str]] | None:
+    """What each app's pods pull: a pinned digest in the stack's registry (`registry_image(image, digest)`),
+    or the pinned reference as it is. None: nothing pinned yet."""
+    if not images.pinned:
+        return None
+    resolved: dict[str, pulumi.Input[str]] = {}
+    for image in IMAGES:
+        pin = getattr(images, image)
+        if pin.reference is not None:
+            resolved[image] = pin.reference
+        elif registry_image is None:
+            raise ValueError(f"images.{image}: a digest needs the stack's registry, and this stack has none")
+        else:
+            resolved[image] = registry_image(image, pin.digest)
+    return resolved
+
+
 def deploy_apps(
     name: str,
     ctx: apps.AppContext,
     settings: Settings,
     provider: pulumi.ProviderResource,
     *,
+    images: dict[str, pulumi.Input[str]] | None,
     subjects: dict[str, list[Obj]] | None = None,
     minio_bucket: str | None = None,
 ) -> dict[str, Any]:
-    """Everything the stack runs on one cluster; returns the URLs and generated credentials (secret)."""
+    """Everything the stack runs on one cluster; returns the URLs and generated credentials (secret).
+
+    `images` (from `resolve_images`) None: the namespace and monitoring only, the apps wait for their images."""
     opts = pulumi.ResourceOptions(providers=[provider])
     tags = ctx.tags
     namespace = AppNamespace(
@@ -286,10 +312,13 @@ def deploy_apps(
             ObservabilityArgs(tags=tags, retention_days=settings.monitoring.log_retention_days),
             opts,
         )
+    grafana = {"grafana_admin_password": observability.grafana_password} if observability is not None else {}
+    if images is None:
+        return {"apps": APPS_NOT_DEPLOYED, **grafana}
     tracking = TrackingServer(
         f"{name}-tracking",
         TrackingServerArgs(
-            context=ctx, settings=settings.tracking, image=settings.images.tracking, minio_bucket=minio_bucket
+            context=ctx, settings=settings.tracking, image=images["tracking"], minio_bucket=minio_bucket
         ),
         after_namespace,
     )
@@ -299,7 +328,7 @@ def deploy_apps(
             context=ctx,
             settings=settings.serving,
             monitoring=settings.monitoring,
-            image=settings.images.serving,
+            image=images["serving"],
             tracking_auth=settings.tracking.auth,
             prometheus_operator=observability is not None,
         ),
@@ -307,11 +336,9 @@ def deploy_apps(
             providers=[provider], depends_on=[namespace, tracking] + ([observability] if observability else [])
         ),
     )
-    outputs: dict[str, Any] = {
+    return {
         "mlflow_url": tracking.url,
         "serving_url": serving.url,
         "mlflow_admin_password": tracking.admin_password,
+        **grafana,
     }
-    if observability is not None:
-        outputs["grafana_admin_password"] = observability.grafana_password
-    return outputs

@@ -11,10 +11,20 @@ from typing import Any
 
 Obj = dict[str, Any]
 
-# Third-party images and charts, pinned (dependabot cannot see these: bump them deliberately).
-POSTGRES_IMAGE = "docker.io/library/postgres:17.6"
-MINIO_IMAGE = "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
-MINIO_CLIENT_IMAGE = "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z"
+# Third-party images by tag and digest (the digest is what runs; the tag says which release it is) and
+# the chart, pinned. Dependabot cannot see these: bump them deliberately. The image policy allows
+# exactly these repositories besides the stack's own registries.
+POSTGRES_IMAGE = (
+    "docker.io/library/postgres:17.6@sha256:00bc86618629af00d2937fdc5a5d63db3ff8450acf52f0636ec813c7f4902929"
+)
+MINIO_IMAGE = (
+    "quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z"
+    "@sha256:14cea493d9a34af32f524e538b8346cf79f3321eff8e708c1e2960462bd8936e"
+)
+MINIO_CLIENT_IMAGE = (
+    "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z"
+    "@sha256:a7fe349ef4bd8521fb8497f55c6042871b2ae640607cf99d9bede5e9bdf11727"
+)
 PROMETHEUS_STACK_CHART = "kube-prometheus-stack"
 PROMETHEUS_STACK_VERSION = "75.15.0"
 PROMETHEUS_STACK_REPO = "https://prometheus-community.github.io/helm-charts"

@@ -161,7 +161,22 @@ DEPLOY_READ_ACTIONS = [
     "sns:List*",
     "s3:ListAllMyBuckets",
     "sts:GetCallerIdentity",
+    "ecr:GetAuthorizationToken",  # `docker login` to the account's registry; grants nothing on a repository
+    "ecr:DescribeRepositories",
 ]
+# What pushing an image needs on a repository (pulling needs the first three).
+ECR_PULL_ACTIONS = ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"]
+ECR_PUSH_ACTIONS = [
+    *ECR_PULL_ACTIONS,
+    "ecr:InitiateLayerUpload",
+    "ecr:UploadLayerPart",
+    "ecr:CompleteLayerUpload",
+    "ecr:PutImage",
+    "ecr:DescribeImages",
+    "ecr:ListImages",
+]
+
+
 # Write actions, each statement scoped to the stack's names (ARN prefix) or to its `project` tag.
 DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
     "s3": [
@@ -237,6 +252,22 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
         "sns:TagResource",
     ],
     "budgets": ["budgets:ModifyBudget", "budgets:TagResource"],
+    "ecr": [
+        "ecr:CreateRepository",
+        "ecr:DeleteRepository",
+        "ecr:PutImageTagMutability",
+        "ecr:PutImageScanningConfiguration",
+        "ecr:PutLifecyclePolicy",
+        "ecr:DeleteLifecyclePolicy",
+        "ecr:GetLifecyclePolicy",
+        "ecr:SetRepositoryPolicy",
+        "ecr:DeleteRepositoryPolicy",
+        "ecr:GetRepositoryPolicy",
+        "ecr:TagResource",
+        "ecr:UntagResource",
+        "ecr:ListTagsForResource",
+        *ECR_PUSH_ACTIONS,
+    ],
 }
 # EC2 and KMS name nothing at creation: their writes are allowed only on resources tagged `project=<project>`.
 DEPLOY_WRITE_BY_TAG = [
@@ -291,6 +322,7 @@ def deploy_policy(account_id: str, region: str, name_prefix: str, project: str) 
         "cloudwatch": [f"arn:aws:cloudwatch:{region}:{account_id}:alarm:{name_prefix}-*"],
         "sns": [f"arn:aws:sns:{region}:{account_id}:{name_prefix}-*"],
         "budgets": [f"arn:aws:budgets::{account_id}:budget/{name_prefix}-*"],
+        "ecr": [f"arn:aws:ecr:{region}:{account_id}:repository/{name_prefix}/*"],
     }
     statements: list[dict[str, Any]] = [
         {"Sid": "Read", "Effect": "Allow", "Action": DEPLOY_READ_ACTIONS, "Resource": "*"},
@@ -317,3 +349,36 @@ def deploy_policy(account_id: str, region: str, name_prefix: str, project: str) 
             }
         )
     return document(*statements)
+
+
+def repository_policy(push_role_arns: list[str], pull_role_arns: list[str]) -> Document:
+    """ECR repository policy: the deploy role pushes, the cluster's nodes pull, no other principal is named."""
+    return document(
+        {"Sid": "DeployPushes", "Effect": "Allow", "Principal": {"AWS": push_role_arns}, "Action": ECR_PUSH_ACTIONS},
+        {"Sid": "NodesPull", "Effect": "Allow", "Principal": {"AWS": pull_role_arns}, "Action": ECR_PULL_ACTIONS},
+    )
+
+
+def lifecycle_policy(keep_last: int, untagged_days: int = 7) -> dict[str, Any]:
+    """ECR lifecycle: untagged leftovers go after `untagged_days`; of the rest, the newest `keep_last` stay."""
+    return {
+        "rules": [
+            {
+                "rulePriority": 1,
+                "description": f"untagged images older than {untagged_days} days",
+                "selection": {
+                    "tagStatus": "untagged",
+                    "countType": "sinceImagePushed",
+                    "countUnit": "days",
+                    "countNumber": untagged_days,
+                },
+                "action": {"type": "expire"},
+            },
+            {
+                "rulePriority": 2,
+                "description": f"keep the newest {keep_last} images",
+                "selection": {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": keep_last},
+                "action": {"type": "expire"},
+            },
+        ]
+    }

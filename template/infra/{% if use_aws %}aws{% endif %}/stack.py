@@ -18,11 +18,12 @@ from infra.aws.identity import (
 )
 from infra.aws.network import Network, NetworkArgs
 from infra.aws.observability import Budget, BudgetArgs, Monitoring, MonitoringArgs
+from infra.aws.registry import ContainerRegistry, ContainerRegistryArgs
 from infra.aws.storage import ObjectStore, ObjectStoreArgs
 from infra.k8s.apps import SERVING, TRACKING, AppContext
-from infra.k8s.components import deploy_apps
+from infra.k8s.components import deploy_apps, resolve_images
 from infra.k8s.platform import DATA_SCIENTISTS, ML_ENGINEERS
-from infra.naming import prefix, tags
+from infra.naming import IMAGES, prefix, tags
 from infra.settings import Settings
 
 
@@ -107,6 +108,21 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             tags=stack_tags,
         ),
     )
+    registry = ContainerRegistry(
+        "aws-images",
+        ContainerRegistryArgs(
+            account_id=account_id,
+            region=cloud.region,
+            project=project,
+            environment=environment,
+            images=IMAGES,
+            push_role_arns=[deploy.role_arn],
+            pull_role_arns=[cluster.node_role_arn],
+            keep_last=settings.images.keep_last,
+            tags=stack_tags,
+            key_arn=store.key_arn,
+        ),
+    )
     namespace = project
     workloads = WorkloadRoles(
         "aws-workloads",
@@ -148,7 +164,9 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
         artifacts_uri=pulumi.Output.concat("s3://", store.bucket_name, "/mlflow"),
         identity_annotations={app: {"eks.amazonaws.com/role-arn": arn} for app, arn in workloads.role_arns.items()},
     )
-    app_outputs = deploy_apps("aws-apps", context, settings, provider)
+    app_outputs = deploy_apps(
+        "aws-apps", context, settings, provider, images=resolve_images(settings.images, registry.image)
+    )
     return {
         "bucket": store.bucket_name,
         "cluster": cluster.name,
@@ -156,5 +174,7 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
         "deploy_role_arn": deploy.role_arn,
         "budget": budget.budget_name,
         "workload_roles": workloads.role_arns,
+        "registry": registry.registry,
+        "repositories": registry.repository_names,
         **app_outputs,
     }

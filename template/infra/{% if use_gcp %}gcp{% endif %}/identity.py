@@ -23,6 +23,7 @@ DEPLOY_ROLES = [
     "roles/resourcemanager.projectIamAdmin",
     "roles/monitoring.editor",
     "roles/logging.configWriter",
+    "roles/artifactregistry.admin",  # creates the stack's image repository; pushes by its repository binding
 ]
 
 

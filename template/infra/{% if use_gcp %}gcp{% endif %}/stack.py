@@ -17,9 +17,10 @@ from infra.gcp.identity import (
     WorkloadServiceAccountsArgs,
 )
 from infra.gcp.observability import Budget, BudgetArgs, Monitoring, MonitoringArgs
+from infra.gcp.registry import ContainerRegistry, ContainerRegistryArgs
 from infra.gcp.storage import Network, NetworkArgs, ObjectStore, ObjectStoreArgs
 from infra.k8s.apps import SERVING, TRACKING, AppContext
-from infra.k8s.components import deploy_apps
+from infra.k8s.components import deploy_apps, resolve_images
 from infra.k8s.platform import DATA_SCIENTISTS, ML_ENGINEERS, google_subjects
 from infra.naming import prefix, tags
 from infra.settings import Settings
@@ -108,6 +109,19 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             labels=labels,
         ),
     )
+    registry = ContainerRegistry(
+        "gcp-images",
+        ContainerRegistryArgs(
+            project=cloud.project,
+            region=cloud.region,
+            stack_project=project,
+            environment=environment,
+            push_members=[deploy.service_account_email.apply(lambda email: f"serviceAccount:{email}")],
+            pull_members=[cluster.node_service_account.apply(lambda email: f"serviceAccount:{email}")],
+            keep_last=settings.images.keep_last,
+            labels=labels,
+        ),
+    )
     namespace = project
     workloads = WorkloadServiceAccounts(
         "gcp-workloads",
@@ -161,7 +175,14 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
         DATA_SCIENTISTS: google_subjects(list(settings.access.data_scientists)),
         ML_ENGINEERS: google_subjects(list(settings.access.ml_engineers)),
     }
-    app_outputs = deploy_apps("gcp-apps", context, settings, provider, subjects=subjects)
+    app_outputs = deploy_apps(
+        "gcp-apps",
+        context,
+        settings,
+        provider,
+        images=resolve_images(settings.images, registry.image),
+        subjects=subjects,
+    )
     return {
         "bucket": store.bucket_name,
         "cluster": cluster.name,
@@ -170,5 +191,6 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
         "workload_identity_provider": deploy.provider_name,
         "budget": budget.budget_name,
         "workload_service_accounts": workloads.emails,
+        "registry": registry.path,
         **app_outputs,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import inspect
 import shutil
@@ -22,23 +23,66 @@ STACKS = list_stacks(ROOT)
 TAG_KEYS = ("project", "environment", "owner", "cost-center", "managed-by")
 
 
+# Images cannot be built here (no container engine): the plans below are of the stacks as the images
+# workflow leaves them, with these digests pinned (the rendered files pin nothing yet: apps not deployed).
+BUILT_FROM = "0123456789abcdef0123456789abcdef01234567"
+DIGESTS = {image: "sha256:" + hashlib.sha256(image.encode()).hexdigest() for image in ("serving", "tracking")}
+LOCAL_REGISTRY = "registry.internal:5000/platform"
+
+
+def pin_images(stack: str, config: dict[str, Any]) -> None:
+    """Pin the apps' images in a stack's config as `mlops images pin` does (local: full references)."""
+    images = config[key("images")]
+    for image, digest in DIGESTS.items():
+        if stack == "local":
+            images[image] = {"reference": f"{LOCAL_REGISTRY}/{image}@{digest}"}
+        else:
+            images[image] = {"digest": digest, "commit": BUILT_FROM}
+
+
+def write_stack(root: Path, stack: str, change: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """A scratch copy of Pulumi.yaml and one stack file under `root`, images pinned, then `change` applied."""
+    (root / "stacks").mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
+    yaml = YAML()
+    document = yaml.load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
+    pin_images(stack, document["config"])
+    if change is not None:
+        change(document["config"])
+    with (root / "stacks" / f"Pulumi.{stack}.yaml").open("w") as handle:
+        yaml.dump(document, handle)
+
+
 @pytest.fixture(scope="session")
-def plans() -> dict[str, Plan]:
-    return {plan.stack: plan for plan in plan_stacks(ROOT, STACKS)}
+def pinned_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Pulumi.yaml and every stack file, images pinned."""
+    root = tmp_path_factory.mktemp("pinned")
+    for stack in STACKS:
+        write_stack(root, stack)
+    return root
+
+
+@pytest.fixture(scope="session")
+def plans(pinned_root: Path) -> dict[str, Plan]:
+    return {plan.stack: plan for plan in plan_stacks(pinned_root, STACKS)}
+
+
+def stack_images(plan: Plan, image: str) -> set[str]:
+    """What the plan's clusters should pull for `image`: the pinned digest in each cloud's registry."""
+    found = set()
+    for cloud in plan.clouds:
+        registry = plan.outputs[cloud]["registry"]
+        repository = plan.outputs[cloud]["repositories"][image] if cloud == "aws" else image
+        found.add(f"{registry}/{repository}@{DIGESTS[image]}")
+    return found
 
 
 @pytest.fixture
 def plan_with(tmp_path: Path) -> Callable[[str, Callable[[dict[str, Any]], None]], Plan]:
-    """Plan a stack after `change` edited its config (a scratch copy of Pulumi.yaml and stacks/)."""
+    """Plan a stack (images pinned) after `change` edited its config (a scratch copy of Pulumi.yaml and stacks/)."""
 
     def make(stack: str, change: Callable[[dict[str, Any]], None]) -> Plan:
-        (tmp_path / "stacks").mkdir(exist_ok=True)
-        shutil.copy(ROOT / "Pulumi.yaml", tmp_path / "Pulumi.yaml")
-        yaml = YAML()
-        document = yaml.load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-        change(document["config"])
-        with (tmp_path / "stacks" / f"Pulumi.{stack}.yaml").open("w") as handle:
-            yaml.dump(document, handle)
+        write_stack(tmp_path, stack, change)
         return plan_stack(tmp_path, stack)
 
     return make

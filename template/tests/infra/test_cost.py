@@ -30,7 +30,7 @@ from policies.infra.pack import BY_NAME
 from policies.infra.rules import Context, Resource
 from policies.infra.rules import governance as governance_rules
 from tests.conftest import ROOT
-from tests.infra.conftest import STACKS, key
+from tests.infra.conftest import STACKS, key, write_stack
 
 BUDGET_RULE = "governance-cost-stack-disallow-over-budget"
 AWS_REGION, GCP_REGION = "us-east-1", "us-central1"
@@ -397,6 +397,8 @@ def git(repo: Path, *args: str) -> str:
 def history(repo_copy: Path) -> Path:
     """A git repository with the program and the stacks, one commit so far."""
     shutil.copytree(ROOT / "infra", repo_copy / "infra", ignore=shutil.ignore_patterns("__pycache__"))
+    for stack in STACKS:
+        write_stack(repo_copy, stack)  # images pinned: the apps (and the database volume) are deployed
     git(repo_copy, "init", "-q", "-b", "main")
     git(repo_copy, "add", ".")
     git(repo_copy, "-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "-m", "base")

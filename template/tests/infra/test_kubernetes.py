@@ -12,7 +12,7 @@ from infra.k8s import apps, dashboard, platform
 from infra.k8s.objects import Obj
 from pipelines.plan import SECRET, Plan, PlannedResource
 from tests.conftest import ROOT
-from tests.infra.conftest import PROJECT, containers, key
+from tests.infra.conftest import PROJECT, containers, key, stack_images
 
 KUBERNETES_VERSION = "1.33.0"
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
@@ -89,7 +89,7 @@ def test_serving_deployment_follows_the_stack_file(plans: dict[str, Plan], stack
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["MODEL_NAME"] == f"{stack}.{settings.serving.model.name}"
         assert "MODEL_VERSION" not in env  # nothing pinned in the default stacks yet
-        assert container["image"] == settings.images.serving
+        assert container["image"] in stack_images(plans[stack], "serving")
         assert container["resources"]["requests"] == {"cpu": settings.serving.cpu, "memory": settings.serving.memory}
 
 

@@ -14,7 +14,7 @@ from infra.config import load_stack
 from infra.k8s import dashboard, platform
 from pipelines.plan import Plan
 from tests.conftest import ROOT
-from tests.infra.conftest import PROJECT
+from tests.infra.conftest import PROJECT, stack_images
 
 # BentoML's own series (its request counter and duration histogram), which the error ratio uses.
 BENTOML_SERIES = {
@@ -95,7 +95,7 @@ def test_drift_cronjob_runs_the_check_on_the_spot_pool(plans: dict[str, Plan], s
     assert command[:4] == ["mlops", "drift", "--env", stack]
     assert "--record" in command and "--fail-on-drift" in command
     assert command[command.index("--serving-url") + 1].startswith(f"http://serving.{PROJECT}")
-    assert container["image"] == settings.images.serving
+    assert container["image"] in stack_images(plans[stack], "serving")
     assert container["securityContext"]["readOnlyRootFilesystem"] is True and pod["securityContext"]["runAsNonRoot"]
     assert pod["serviceAccountName"] == "serving", "it reads the served version's artifacts as serving does"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -63,10 +64,10 @@ def test_no_secret_value_reaches_the_plan(plans: dict[str, Plan]) -> None:
     assert "client.authentication.k8s.io" not in text  # kubeconfigs too
 
 
-def test_cloud_shards_merge_to_the_whole_program(plans: dict[str, Plan]) -> None:
+def test_cloud_shards_merge_to_the_whole_program(plans: dict[str, Plan], pinned_root: Path) -> None:
     """`plans` ran with parallel cloud shards; the whole program in one process must plan the same."""
     sharded = plans["prod"]
-    whole = plan_stack(ROOT, "prod")
+    whole = plan_stack(pinned_root, "prod")
     assert sorted((r.urn, json.dumps(r.inputs, sort_keys=True)) for r in sharded.resources) == sorted(
         (r.urn, json.dumps(r.inputs, sort_keys=True)) for r in whole.resources
     )

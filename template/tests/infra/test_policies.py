@@ -108,6 +108,48 @@ IS_SPOT = lambda p: p.get("capacityType") == "SPOT" or p.get("nodeConfig", {}).g
 
 # rule -> (resource type, which default resource, path, a violating value, whether a missing value violates)
 RESOURCE_CASES: dict[str, tuple[str, Callable[[dict[str, Any]], bool], str, Any, bool]] = {
+    "kubernetes-apps-workload-configure-image-digest": (
+        "kubernetes:apps/v1:Deployment",
+        lambda p: True,
+        "spec.template.spec.containers.0.image",
+        "ghcr.io/acme/serving:1.0",
+        True,
+    ),
+    "aws-ecr-repository-disallow-mutable-tags": (
+        "aws:ecr/repository:Repository",
+        lambda p: True,
+        "imageTagMutability",
+        "MUTABLE",
+        True,
+    ),
+    "aws-ecr-repository-enable-scan-on-push": (
+        "aws:ecr/repository:Repository",
+        lambda p: True,
+        "imageScanningConfiguration.scanOnPush",
+        False,
+        True,
+    ),
+    "aws-ecr-repository-enable-kms-encryption": (
+        "aws:ecr/repository:Repository",
+        lambda p: True,
+        "encryptionConfigurations.0.encryptionType",
+        "AES256",
+        True,
+    ),
+    "gcp-artifactregistry-repository-configure-cleanup-policies": (
+        "gcp:artifactregistry/repository:Repository",
+        lambda p: True,
+        "cleanupPolicyDryRun",
+        True,
+        True,
+    ),
+    "gcp-artifactregistry-repository-disallow-mutable-tags": (
+        "gcp:artifactregistry/repository:Repository",
+        lambda p: True,
+        "dockerConfig.immutableTags",
+        False,
+        True,
+    ),
     "aws-s3-publicaccessblock-enable-all-flags": (
         "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
         lambda p: True,
@@ -450,7 +492,22 @@ def more_node_pools(resources: list[PlannedResource]) -> list[PlannedResource]:
     ]
 
 
+def foreign_image(resources: list[PlannedResource]) -> list[PlannedResource]:
+    """The serving Deployments pull the same digest, but from a registry the stack does not own."""
+    path = "spec.template.spec.containers.0.image"
+
+    def moved(r: PlannedResource) -> PlannedResource:
+        if r.type != "kubernetes:apps/v1:Deployment" or r.inputs["metadata"]["name"] != "serving":
+            return r
+        digest = r.inputs["spec"]["template"]["spec"]["containers"][0]["image"].split("@", 1)[1]
+        return PlannedResource(**{**r.__dict__, "inputs": set_path(r.inputs, path, f"ghcr.io/acme/serving@{digest}")})
+
+    return [moved(r) for r in resources]
+
+
 STACK_CASES: dict[str, Callable[[list[PlannedResource]], list[PlannedResource]]] = {
+    "aws-ecr-repository-configure-lifecycle": without("aws:ecr/lifecyclePolicy:LifecyclePolicy"),
+    "kubernetes-apps-workload-disallow-foreign-registry": foreign_image,
     "aws-eks-cluster-enable-irsa": without("aws:iam/openIdConnectProvider:OpenIdConnectProvider"),
     "aws-s3-bucket-enable-encryption": without(
         "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"

@@ -9,6 +9,8 @@ from typing import Any
 from policies.infra.rules import Context, Props, Resource, Rule, Severity, as_list, dig
 
 BUCKET = "aws:s3/bucket:Bucket"
+ECR_REPOSITORY = ("aws:ecr/repository:Repository",)
+ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 READ_PREFIXES = ("Describe", "Get", "List", "View")
 
 
@@ -154,6 +156,37 @@ def _irsa(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None,
     for cluster in (r for r in resources if r.type == "aws:eks/cluster:Cluster"):
         if not any(p.depends_on(cluster.urn) for p in providers):
             yield cluster.urn, f"cluster {cluster.name} has no IAM OIDC provider: pods cannot use IRSA roles"
+
+
+def _immutable_tags(props: Props, ctx: Context) -> Iterable[str]:
+    if props.get("imageTagMutability") != "IMMUTABLE":
+        yield f"image tags are {props.get('imageTagMutability') or 'MUTABLE'}: a pushed tag can be re-pointed"
+
+
+def _scan_on_push(props: Props, ctx: Context) -> Iterable[str]:
+    if dig(props, "imageScanningConfiguration", "scanOnPush") is not True:
+        yield "images are not scanned for vulnerabilities on push"
+
+
+def _ecr_kms(props: Props, ctx: Context) -> Iterable[str]:
+    kinds = [c.get("encryptionType") for c in as_list(props.get("encryptionConfigurations"))]
+    if "KMS" not in kinds:
+        yield "repository is not encrypted with KMS (encryptionType KMS)"
+
+
+def _ecr_lifecycle(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None, str]]:
+    policies = [r for r in resources if r.type == ECR_LIFECYCLE]
+    for repository in (r for r in resources if r.type in ECR_REPOSITORY):
+        mine = [p for p in policies if p.depends_on(repository.urn)]
+        if not mine:
+            yield (
+                repository.urn,
+                f"repository {repository.name} has no lifecycle policy: every image is kept and paid for",
+            )
+            continue
+        rules = as_list(_document(mine[0].props.get("policy")).get("rules"))
+        if not any(dig(rule, "selection", "countType") == "imageCountMoreThan" for rule in rules):
+            yield repository.urn, f"repository {repository.name}'s lifecycle policy does not bound the image count"
 
 
 RULES = [
@@ -320,5 +353,36 @@ RULES = [
         "Add ACTUAL and FORECASTED notifications with subscribers.",
         ("aws:budgets/budget:Budget",),
         check=_budget_notifications,
+    ),
+    Rule(
+        "aws-ecr-repository-disallow-mutable-tags",
+        "A mutable tag can be pushed over: the same name then means different code.",
+        Severity.HIGH,
+        "Set image_tag_mutability=IMMUTABLE.",
+        ECR_REPOSITORY,
+        check=_immutable_tags,
+    ),
+    Rule(
+        "aws-ecr-repository-enable-scan-on-push",
+        "Every image should be scanned for known vulnerabilities before it runs.",
+        Severity.MEDIUM,
+        "Set image_scanning_configuration.scan_on_push=true.",
+        ECR_REPOSITORY,
+        check=_scan_on_push,
+    ),
+    Rule(
+        "aws-ecr-repository-enable-kms-encryption",
+        "Images hold the code and its dependencies: encrypt them with KMS like the artifacts.",
+        Severity.MEDIUM,
+        "Set encryption_configurations=[{encryption_type: KMS, kms_key: <the stack's key>}].",
+        ECR_REPOSITORY,
+        check=_ecr_kms,
+    ),
+    Rule(
+        "aws-ecr-repository-configure-lifecycle",
+        "Without a lifecycle policy every image ever pushed is stored and paid for.",
+        Severity.LOW,
+        "Add an aws.ecr.LifecyclePolicy that keeps the newest N images (imageCountMoreThan).",
+        stack_check=_ecr_lifecycle,
     ),
 ]

@@ -9,6 +9,7 @@ from policies.infra.rules import Context, Props, Rule, Severity, as_list, dig
 BUCKET = ("gcp:storage/bucket:Bucket",)
 CLUSTER = ("gcp:container/cluster:Cluster",)
 NODE_POOL = ("gcp:container/nodePool:NodePool",)
+ARTIFACT_REPOSITORY = ("gcp:artifactregistry/repository:Repository",)
 
 
 def _require(path: tuple[str, ...], expected: object, message: str):
@@ -92,6 +93,18 @@ def _no_key(props: Props, ctx: Context) -> Iterable[str]:
 def _primitive_roles(props: Props, ctx: Context) -> Iterable[str]:
     if props.get("role") in ("roles/owner", "roles/editor"):
         yield f"{props.get('role')} is far broader than any app or deploy needs"
+
+
+def _cleanup(props: Props, ctx: Context) -> Iterable[str]:
+    policies = as_list(props.get("cleanupPolicies"))
+    if props.get("format") != "DOCKER":
+        return
+    if not policies:
+        yield "repository has no cleanup policies: every image is kept and paid for"
+    elif props.get("cleanupPolicyDryRun") is not False:
+        yield "cleanup policies run as a dry run (cleanupPolicyDryRun is not false): nothing is deleted"
+    elif not any(p.get("action") == "KEEP" and p.get("mostRecentVersions") for p in policies):
+        yield "no KEEP policy for the most recent versions: cleanup could delete the image a rollback needs"
 
 
 RULES = [
@@ -242,5 +255,21 @@ RULES = [
         "Grant predefined roles scoped to the job (bucket-level roles for apps).",
         ("gcp:projects/iAMMember:IAMMember", "gcp:projects/iAMBinding:IAMBinding"),
         check=_primitive_roles,
+    ),
+    Rule(
+        "gcp-artifactregistry-repository-configure-cleanup-policies",
+        "Without cleanup policies every image ever pushed is stored and paid for.",
+        Severity.LOW,
+        "Set cleanup_policies (KEEP the most recent N, DELETE older) and cleanup_policy_dry_run=false.",
+        ARTIFACT_REPOSITORY,
+        check=_cleanup,
+    ),
+    Rule(
+        "gcp-artifactregistry-repository-disallow-mutable-tags",
+        "A mutable tag can be pushed over: the same name then means different code.",
+        Severity.HIGH,
+        "Set docker_config.immutable_tags=true.",
+        ARTIFACT_REPOSITORY,
+        check=_require(("dockerConfig", "immutableTags"), True, "image tags are mutable"),
     ),
 ]

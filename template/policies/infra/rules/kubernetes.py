@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -12,13 +13,20 @@ WORKLOADS = (
     "kubernetes:apps/v1:StatefulSet",
     "kubernetes:apps/v1:DaemonSet",
     "kubernetes:batch/v1:Job",
+    "kubernetes:batch/v1:CronJob",
 )
 LONG_RUNNING = WORKLOADS[:3]
 ALLOW_LOAD_BALANCER = "mlops/allow-load-balancer"
+ECR_REPOSITORY = "aws:ecr/repository:Repository"
+ARTIFACT_REPOSITORY = "gcp:artifactregistry/repository:Repository"
+DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+ECR_HOST = re.compile(r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com$")
+# Third-party images the apps run besides the stack's own (by digest too): infra/k8s/objects.py.
+THIRD_PARTY_REPOSITORIES = ["docker.io/library/postgres", "quay.io/minio/minio", "quay.io/minio/mc"]
 
 
 def _pod(props: Props) -> dict[str, Any]:
-    return dig(props, "spec", "template", "spec") or {}
+    return dig(props, "spec", "template", "spec") or dig(props, "spec", "jobTemplate", "spec", "template", "spec") or {}
 
 
 def _containers(props: Props) -> list[dict[str, Any]]:
@@ -70,6 +78,63 @@ def _pinned_image(container: dict[str, Any], *_: Any) -> bool:
         return True
     last = image.rsplit("/", 1)[-1]
     return ":" in last and not last.endswith(":latest")
+
+
+def _by_digest(props: Props, ctx: Context) -> Iterable[str]:
+    for container in _containers(props):
+        image = str(container.get("image") or "")
+        if not DIGEST.search(image):
+            yield f"container {container.get('name')}: image {image!r} is not pinned by digest (@sha256:<64 hex>)"
+
+
+def repository_of(image: str) -> str:
+    """`host/path` of an image reference, without its tag and digest."""
+    name = image.split("@", 1)[0]
+    host, _, path = name.rpartition("/")
+    return f"{host}/{path.split(':', 1)[0]}" if host else path.split(":", 1)[0]
+
+
+def stack_registries(resources: list[Resource]) -> list[str]:
+    """Repository prefixes of the registries this stack creates (ECR repositories, Artifact Registry)."""
+    prefixes = []
+    for resource in resources:
+        if resource.type == ECR_REPOSITORY and resource.props.get("name"):
+            prefixes.append(f"*.dkr.ecr/{resource.props['name']}")
+        elif resource.type == ARTIFACT_REPOSITORY:
+            props = resource.props
+            project = props.get("project") or "*"
+            prefixes.append(f"{props.get('location')}-docker.pkg.dev/{project}/{props.get('repositoryId')}/")
+    return prefixes
+
+
+def _from_registry(repository: str, prefix: str) -> bool:
+    if prefix.startswith("*.dkr.ecr/"):
+        host, _, path = repository.partition("/")
+        return bool(ECR_HOST.match(host)) and path == prefix.removeprefix("*.dkr.ecr/")
+    location_host, project, rest = prefix.split("/", 2)
+    host, _, path = repository.partition("/")
+    image_project, _, image_path = path.partition("/")
+    return host == location_host and project in ("*", image_project) and f"{image_path}".startswith(rest)
+
+
+def _stack_registries_only(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None, str]]:
+    prefixes = stack_registries(resources)
+    if not prefixes:
+        return  # a stack without registries of its own (local): its cluster pulls from where you point it
+    allowed = set(ctx.config.get("allowed_repositories", THIRD_PARTY_REPOSITORIES))
+    for resource in resources:
+        if resource.type not in WORKLOADS:
+            continue
+        for container in _containers(resource.props):
+            image = str(container.get("image") or "")
+            repository = repository_of(image)
+            if repository in allowed or any(_from_registry(repository, p) for p in prefixes):
+                continue
+            yield (
+                resource.urn,
+                f"{resource.name}: container {container.get('name')} image {image!r} is from neither this "
+                "stack's registries nor an allowed third-party repository",
+            )
 
 
 def _load_balancer(props: Props, ctx: Context) -> Iterable[str]:
@@ -163,6 +228,23 @@ RULES = [
         "Reference images by a version tag or, better, by digest.",
         WORKLOADS,
         check=_each_container(_pinned_image, "image is not pinned (no tag, or `latest`)"),
+    ),
+    Rule(
+        "kubernetes-apps-workload-configure-image-digest",
+        "A tag can be moved to other content; a digest is the content: what runs is exactly what was built.",
+        Severity.HIGH,
+        "Pin images as <registry>/<repository>@sha256:<digest> (the images workflow pins the stack's own).",
+        WORKLOADS,
+        check=_by_digest,
+    ),
+    Rule(
+        "kubernetes-apps-workload-disallow-foreign-registry",
+        "Images from registries the stack does not own bypass its scanning, retention and pull permissions.",
+        Severity.HIGH,
+        "Push the image to the stack's registry (the images workflow does), or list a vetted third-party "
+        "repository in allowed_repositories.",
+        stack_check=_stack_registries_only,
+        config_defaults={"allowed_repositories": THIRD_PARTY_REPOSITORIES},
     ),
     Rule(
         "kubernetes-core-service-disallow-load-balancer",
