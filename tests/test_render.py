@@ -115,9 +115,12 @@ def test_special_characters_in_free_text_render_valid_files(tmp_path: Path) -> N
     assert yaml.safe_load((project / ".copier-answers.yml").read_text())["project_name"] == 'Acme "Quoted": ML & Co'
 
 
-WORKFLOWS = {"ci.yml", "preview.yml", "promote.yml", "deploy.yml", "drift.yml"}
+WORKFLOWS = {"ci.yml", "preview.yml", "promote.yml", "deploy.yml", "drift.yml", "images.yml"}
 # Current major versions; v8 of setup-uv publishes exact tags only.
 PINNED = {
+    "docker/login-action": "v4",
+    "docker/setup-buildx-action": "v4",
+    "docker/build-push-action": "v7",
     "actions/checkout": "v6",
     "astral-sh/setup-uv": "v8.3.2",
     "pulumi/actions": "v7",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import typer
 
 from infra.config import SettingsError
-from pipelines import config_cmd, cost_cmd, drift_cmd, local_cmd, plan_cmd, policy_cmd, release_cmd
+from pipelines import config_cmd, cost_cmd, drift_cmd, images_cmd, local_cmd, plan_cmd, policy_cmd, release_cmd
 from pipelines.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
 from pipelines.output import err_console
 
@@ -40,6 +40,7 @@ app.command("rollback")(release_cmd.rollback)
 app.command("report")(release_cmd.report)
 app.command("affected")(release_cmd.affected)
 app.command("drift")(drift_cmd.drift)
+app.add_typer(images_cmd.app, name="images")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from infra.config import load_stack, project_name
 from infra.settings import PROMOTION_ORDER
@@ -168,7 +168,7 @@ def request_promotion(
                 raise
     request = PromotionRequest(environment, model, version, current, branch, commit, pushed=push_branch)
     title_body = (subject, f"{body}\n\nThe `promote` workflow runs `mlops gate --env {environment}` on this PR.")
-    _pull_request(root, request, base=base, remote=remote, title_body=title_body, open_pr=open_pr and push_branch)
+    open_pull_request(root, request, base=base, remote=remote, title_body=title_body, open_pr=open_pr and push_branch)
     return request
 
 
@@ -200,8 +200,18 @@ def _require_in_registry(registries: Registries, environment: str, model: str, v
             )
 
 
-def _pull_request(
-    root: Path, request: PromotionRequest, *, base: str, remote: str, title_body: tuple[str, str], open_pr: bool
+class BranchRequest(Protocol):
+    """A change pushed as a branch that wants a pull request (a promotion, an image pin)."""
+
+    environment: str
+    branch: str
+    pushed: bool
+    pull_request: str | None
+    next_steps: list[str]
+
+
+def open_pull_request(
+    root: Path, request: BranchRequest, *, base: str, remote: str, title_body: tuple[str, str], open_pr: bool
 ) -> None:
     title, body = title_body
     repository = github_repository(root, request.environment)
@@ -406,7 +416,7 @@ def rollback(
             raise
     result = RollbackResult(environment, model, last, commit, pushed_to=branch, branch=branch)
     request = PromotionRequest(environment, model, last.before or 0, last.after, branch, commit, pushed=True)
-    _pull_request(root, request, base=base, remote=remote, title_body=(subject, body), open_pr=open_pr)
+    open_pull_request(root, request, base=base, remote=remote, title_body=(subject, body), open_pr=open_pr)
     result.pull_request, result.next_steps = request.pull_request, request.next_steps
     return result
 
