@@ -243,3 +243,35 @@ def push(git: Git, tree: Path, remote: str, refspec: str, what: str) -> None:
             f"pushing {what} to {remote} was refused: {' '.join(detail[-3:])}",
             hint="someone changed it first: fetch, check what the environment serves now, and run the command again",
         )
+
+
+def commit_branch(
+    git: Git,
+    base_ref: str,
+    change: tuple[str, str],
+    *,
+    message: str,
+    branch: str,
+    remote: str,
+    push_branch: bool,
+    expect_numstat: list[str] | None = None,
+) -> str:
+    """Commit `change` (path, new text) on `branch` made from `base_ref` in a scratch worktree, and push
+    it. Only that path may change (with `expect_numstat`, exactly that `git diff --numstat`). A refused
+    push deletes the local branch again. Returns the commit."""
+    path, text = change
+    with git.worktree(base_ref) as tree:
+        (tree / path).write_text(text)
+        numstat = git.run("diff", "--numstat", cwd=tree).split()
+        if numstat[2::3] != [path] or (expect_numstat is not None and numstat != expect_numstat):
+            raise CheckFailed(f"the edit changed more than intended in {path}: {' '.join(numstat)}")
+        git.run("commit", "--quiet", "-am", message, cwd=tree)
+        commit = git.run("rev-parse", "HEAD", cwd=tree)
+        git.run("branch", branch, commit)
+        if push_branch:
+            try:
+                push(git, tree, remote, f"{branch}:refs/heads/{branch}", f"branch {branch}")
+            except CheckFailed:
+                git.run("branch", "-D", branch, check=False)
+                raise
+    return commit

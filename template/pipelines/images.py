@@ -23,8 +23,8 @@ from ruamel.yaml.error import YAMLError
 from infra.config import list_stacks, load_stack, project_name
 from infra.naming import IMAGES, artifact_registry_path, ecr_registry, ecr_repository
 from infra.settings import PROMOTION_ORDER, Environment, ImagePin, Settings
-from pipelines.errors import BadInput, CheckFailed
-from pipelines.gitops import Git, push, stack_path, validate_stack_text
+from pipelines.errors import BadInput
+from pipelines.gitops import Git, commit_branch, stack_path, validate_stack_text
 
 DOCKERFILES = {image: f"apps/{image}/Dockerfile" for image in IMAGES}
 DOCKERIGNORE = ".dockerignore"
@@ -329,20 +329,15 @@ def request_pin(
     )
     before = ", ".join(f"{i} {p.digest[:19] if p and p.digest else 'nothing'}" for i, p in previous.items())
     body = f"{environment} pinned {before}.\n\n{trailers}"
-    with git.worktree(base_ref) as tree:
-        (tree / path).write_text(new_text)
-        changed = git.run("diff", "--name-only", cwd=tree).split()
-        if changed != [path]:
-            raise CheckFailed(f"the image pin changed more than {path}: {changed}")
-        git.run("commit", "--quiet", "-am", f"{subject}\n\n{body}", cwd=tree)
-        commit = git.run("rev-parse", "HEAD", cwd=tree)
-        git.run("branch", branch, commit)
-        if push_branch:
-            try:
-                push(git, tree, remote, f"{branch}:refs/heads/{branch}", f"branch {branch}")
-            except CheckFailed:
-                git.run("branch", "-D", branch, check=False)
-                raise
+    commit = commit_branch(
+        git,
+        base_ref,
+        (path, new_text),
+        message=f"{subject}\n\n{body}",
+        branch=branch,
+        remote=remote,
+        push_branch=push_branch,
+    )
     request = PinRequest(
         environment,
         dict(digests),

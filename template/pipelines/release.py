@@ -28,6 +28,7 @@ from pipelines.gitops import (
     TRAILER_VERSION,
     Git,
     PinChange,
+    commit_branch,
     pin_at,
     pin_history,
     pin_in,
@@ -152,20 +153,16 @@ def request_promotion(
         + "\n\n"
         + _trailers("promotion", environment, model, version, current)
     )
-    with git.worktree(base_ref) as tree:
-        (tree / path).write_text(new_text)
-        changed = git.run("diff", "--numstat", cwd=tree)
-        if changed.split() != ["1", "1", path]:
-            raise CheckFailed(f"the pin edit changed more than one line of {path}: {changed}")
-        git.run("commit", "--quiet", "-am", f"{subject}\n\n{body}", cwd=tree)
-        commit = git.run("rev-parse", "HEAD", cwd=tree)
-        git.run("branch", branch, commit)
-        if push_branch:
-            try:
-                push(git, tree, remote, f"{branch}:refs/heads/{branch}", f"branch {branch}")
-            except CheckFailed:
-                git.run("branch", "-D", branch, check=False)
-                raise
+    commit = commit_branch(
+        git,
+        base_ref,
+        (path, new_text),
+        message=f"{subject}\n\n{body}",
+        branch=branch,
+        remote=remote,
+        push_branch=push_branch,
+        expect_numstat=["1", "1", path],  # exactly the pin line
+    )
     request = PromotionRequest(environment, model, version, current, branch, commit, pushed=push_branch)
     title_body = (subject, f"{body}\n\nThe `promote` workflow runs `mlops gate --env {environment}` on this PR.")
     open_pull_request(root, request, base=base, remote=remote, title_body=title_body, open_pr=open_pr and push_branch)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import hashlib
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +12,30 @@ from infra.config import load_stack
 from pipelines.local import LocalEnvironment, UpSummary
 
 ROOT = Path(__file__).resolve().parents[1]
+# Images cannot be built here (no container engine): tests that need the apps deployed pin these
+# made-up digests, as the images workflow would pin real ones.
+BUILT_FROM = "0123456789abcdef0123456789abcdef01234567"
+DIGESTS = {image: "sha256:" + hashlib.sha256(image.encode()).hexdigest() for image in ("serving", "tracking")}
+LOCAL_REGISTRY = "registry.internal:5000/platform"
+
+
+def pin_built_images(root: Path) -> None:
+    """Pin `DIGESTS` in every stack file under `root` with the edit `mlops images pin` makes
+    (the local stack: full references in a registry of its own)."""
+    from infra.config import project_name
+    from infra.settings import ImagePin
+    from pipelines.images import set_images
+
+    project = project_name(root)
+    for path in (root / "stacks").glob("Pulumi.*.yaml"):
+        local = path.name == "Pulumi.local.yaml"
+        pins = {
+            image: ImagePin(reference=f"{LOCAL_REGISTRY}/{image}@{digest}")
+            if local
+            else ImagePin(digest=digest, commit=BUILT_FROM)
+            for image, digest in DIGESTS.items()
+        }
+        path.write_text(set_images(path.read_text(), project, path.name, pins))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -31,6 +57,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [item for item in items if item not in deselected]
+
+
+def git(repo: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def git_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, folders: tuple[str, ...], files: tuple[str, ...]
+) -> Path:
+    """`folders` and `files` of this project committed in `tmp_path/work` (MLOPS_ROOT), with a bare
+    remote `origin` that has `main`."""
+    for key, value in {"NAME": "Test", "EMAIL": "test@example.invalid"}.items():
+        monkeypatch.setenv(f"GIT_AUTHOR_{key}", value)
+        monkeypatch.setenv(f"GIT_COMMITTER_{key}", value)
+    work = tmp_path / "work"
+    for folder in folders:
+        shutil.copytree(ROOT / folder, work / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in files:
+        shutil.copy(ROOT / name, work / name)
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", ".")
+    git(work, "commit", "-q", "-m", "base")
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", "origin.git")
+    git(work, "remote", "add", "origin", str(tmp_path / "origin.git"))
+    git(work, "push", "-q", "origin", "main")
+    monkeypatch.setenv("MLOPS_ROOT", str(work))
+    return work
 
 
 @pytest.fixture

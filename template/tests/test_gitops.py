@@ -4,8 +4,6 @@ and the requests refused before anything is written (real git repositories, a ba
 from __future__ import annotations
 
 import difflib
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,36 +13,16 @@ from pipelines.errors import BadInput
 from pipelines.gate import affected
 from pipelines.gitops import Git, pin_history, pin_in, set_pin
 from pipelines.release import request_promotion, rollback
-from tests.conftest import ROOT
+from tests.conftest import ROOT, git, git_repository
 
 PROJECT = project_name(ROOT)
 CLOUD_STACKS = [s for s in list_stacks(ROOT) if s != "local"]
 
 
-def git(repo: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """This project's Pulumi.yaml, stacks and program in a git repository with a bare remote."""
-    for key, value in {"NAME": "Test", "EMAIL": "test@example.invalid"}.items():
-        monkeypatch.setenv(f"GIT_AUTHOR_{key}", value)
-        monkeypatch.setenv(f"GIT_COMMITTER_{key}", value)
-    work = tmp_path / "work"
-    shutil.copytree(ROOT / "stacks", work / "stacks")
-    shutil.copytree(ROOT / "infra", work / "infra", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "Pulumi.yaml", work / "Pulumi.yaml")
-    git(work, "init", "-q", "-b", "main")
-    git(work, "add", ".")
-    git(work, "commit", "-q", "-m", "base")
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", "origin.git")
-    git(work, "remote", "add", "origin", str(tmp_path / "origin.git"))
-    git(work, "push", "-q", "origin", "main")
-    monkeypatch.setenv("MLOPS_ROOT", str(work))
-    return work
+    return git_repository(tmp_path, monkeypatch, folders=("stacks", "infra"), files=("Pulumi.yaml",))
 
 
 def set_version(repo: Path, environment: str, version: int | None, message: str) -> str:

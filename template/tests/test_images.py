@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +31,7 @@ from pipelines.images import (
     status,
 )
 from policies.infra.rules.kubernetes import THIRD_PARTY_REPOSITORIES, repository_of
-from tests.conftest import ROOT
+from tests.conftest import ROOT, git, git_repository
 
 PROJECT = project_name(ROOT)
 CLOUD_STACKS = [s for s in list_stacks(ROOT) if s != "local"]
@@ -245,32 +243,15 @@ def test_the_pin_edit_changes_only_the_images_and_keeps_comments(stack: str) -> 
 # --- status and the pin pull request (git, a bare remote) -------------------------------------------
 
 
-def git(repo: Path, *args: str) -> str:
-    result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
-
-
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Pulumi.yaml, stacks, the program and the images' build context in git, with a bare remote."""
-    for key, value in {"NAME": "Test", "EMAIL": "test@example.invalid"}.items():
-        monkeypatch.setenv(f"GIT_AUTHOR_{key}", value)
-        monkeypatch.setenv(f"GIT_COMMITTER_{key}", value)
-    work = tmp_path / "work"
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for folder in ("stacks", "infra", "apps", "pipelines", "policies"):
-        shutil.copytree(ROOT / folder, work / folder, ignore=ignore)
-    for name in ("Pulumi.yaml", "pyproject.toml", "uv.lock", "README.md", ".dockerignore"):
-        shutil.copy(ROOT / name, work / name)
-    git(work, "init", "-q", "-b", "main")
-    git(work, "add", ".")
-    git(work, "commit", "-q", "-m", "base")
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", "origin.git")
-    git(work, "remote", "add", "origin", str(tmp_path / "origin.git"))
-    git(work, "push", "-q", "origin", "main")
-    monkeypatch.setenv("MLOPS_ROOT", str(work))
-    return work
+    return git_repository(
+        tmp_path,
+        monkeypatch,
+        folders=("stacks", "infra", "apps", "pipelines", "policies"),
+        files=("Pulumi.yaml", "pyproject.toml", "uv.lock", "README.md", ".dockerignore"),
+    )
 
 
 def commit_file(repo: Path, path: str, text: str, message: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import inspect
 import shutil
@@ -16,18 +15,15 @@ from ruamel.yaml import YAML
 
 from infra.config import list_stacks, project_name
 from pipelines.plan import Plan, PlannedResource, plan_stack, plan_stacks
-from tests.conftest import ROOT
+from tests.conftest import BUILT_FROM, DIGESTS, LOCAL_REGISTRY, ROOT
 
 PROJECT = project_name(ROOT)
 STACKS = list_stacks(ROOT)
 TAG_KEYS = ("project", "environment", "owner", "cost-center", "managed-by")
 
 
-# Images cannot be built here (no container engine): the plans below are of the stacks as the images
-# workflow leaves them, with these digests pinned (the rendered files pin nothing yet: apps not deployed).
-BUILT_FROM = "0123456789abcdef0123456789abcdef01234567"
-DIGESTS = {image: "sha256:" + hashlib.sha256(image.encode()).hexdigest() for image in ("serving", "tracking")}
-LOCAL_REGISTRY = "registry.internal:5000/platform"
+# The plans below are of the stacks as the images workflow leaves them, with `DIGESTS` pinned (the
+# rendered files pin nothing yet: the apps are not deployed).
 
 
 def pin_images(stack: str, config: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from infra.config import project_name
 from pipelines.cli import main
 from pipelines.local import LocalEnvironment, UpSummary
 from pipelines.registry import champion, client_for, find_by_model_version, registered_name
-from tests.conftest import ROOT
+from tests.conftest import ROOT, pin_built_images
 
 pytestmark = pytest.mark.integration
 MODEL = "gitops"
@@ -60,6 +60,7 @@ def world(
     for stack in (seed / "stacks").glob("Pulumi.*.yaml"):
         text = re.sub(r"(\n\s+name: )\S+", rf"\g<1>{MODEL}", stack.read_text(), count=1)
         stack.write_text(re.sub(r"(\n\s+version: )null", r"\g<1>1", text, count=1))
+    pin_built_images(seed)  # the apps are deployed: a pin change changes their Deployments
     patch = pytest.MonkeyPatch()
     for key, value in IDENTITY.items():
         patch.setenv(key, value)
