@@ -13,6 +13,7 @@ from common import CLOUD_CHOICES, ROOT, render
 
 TOP_LEVEL = {
     ".copier-answers.yml",
+    ".dockerignore",
     ".github",
     ".gitignore",
     ".pre-commit-config.yaml",

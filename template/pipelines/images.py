@@ -77,7 +77,7 @@ def context_paths(git: Git, ref: str, image: str) -> list[str] | None:
 
 def context_id(git: Git, ref: str, image: str) -> str | None:
     """A short fingerprint of `image`'s build context at `ref` (None: `ref` or the Dockerfile is unknown)."""
-    if not git.ok("cat-file", "-e", f"{ref}^{{commit}}"):
+    if not git.ok("cat-file", "-e", ref + "^{commit}"):
         return None
     paths = context_paths(git, ref, image)
     if paths is None:
@@ -302,7 +302,7 @@ def request_pin(
     git.require_clean()
     git.require_remote(remote)
     git.fetch(remote, base)
-    if not git.ok("cat-file", "-e", f"{source_commit}^{{commit}}"):
+    if not git.ok("cat-file", "-e", source_commit + "^{commit}"):
         raise BadInput(
             f"--commit {source_commit} is not in this clone", hint="fetch the history (actions/checkout fetch-depth: 0)"
         )
