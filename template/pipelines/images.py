@@ -82,11 +82,9 @@ def context_id(git: Git, ref: str, image: str) -> str | None:
     paths = context_paths(git, ref, image)
     if paths is None:
         return None
-    lines = []
-    for path in paths:
-        found = git.run("rev-parse", "--verify", "--quiet", f"{ref}:{path}", check=False)
-        lines.append(f"{path} {found or '-'}")
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+    # One line per path that exists at `ref` (mode, type, object id, path): a missing path is absent.
+    tree = git.run("ls-tree", "--full-tree", ref, "--", *paths)
+    return hashlib.sha256(f"{paths}\n{tree}".encode()).hexdigest()[:16]
 
 
 def changes_since(git: Git, commit: str, image: str, ref: str = "HEAD") -> int:
@@ -112,14 +110,25 @@ def _cloud_settings(root: Path, environment: str) -> Settings:
 ROLE_ARN = re.compile(r"^arn:aws:iam::(\d{12}):role/[\w+=,.@/-]+$")
 
 
+def repositories(project: str, settings: Settings, image: str, aws_account: str) -> list[str]:
+    """`<registry>/<repository>` of `image` in each cloud registry of the stack (pushed to, pulled from)."""
+    environment = settings.environment.value
+    found = []
+    if settings.aws is not None:
+        found.append(f"{ecr_registry(aws_account, settings.aws.region)}/{ecr_repository(project, environment, image)}")
+    if settings.gcp is not None:
+        path = artifact_registry_path(settings.gcp.region, settings.gcp.project, project, environment)
+        found.append(f"{path}/{image}")
+    return found
+
+
 def push_targets(root: Path, environment: str, *, tag: str, aws_role_arn: str | None) -> dict[str, list[str]]:
     """The `<registry>/<repository>:<tag>` names one build of each image is pushed as, per cloud registry.
     The ECR registry is the deploy role's account's (`aws_role_arn`, the workflow's AWS_DEPLOY_ROLE_ARN)."""
     if not TAG.match(tag) or tag == "latest":
         raise BadInput(f"--tag must be a Docker tag other than `latest` (got {tag!r})")
     settings = _cloud_settings(root, environment)
-    project = project_name(root)
-    targets: dict[str, list[str]] = {image: [] for image in IMAGES}
+    account = ""
     if settings.aws is not None:
         match = ROLE_ARN.match(aws_role_arn or "")
         if match is None:
@@ -128,16 +137,11 @@ def push_targets(root: Path, environment: str, *, tag: str, aws_role_arn: str | 
                 f"(got {aws_role_arn!r})",
                 hint="the environment's AWS_DEPLOY_ROLE_ARN variable (stack output aws.deploy_role_arn)",
             )
-        registry = ecr_registry(match.group(1), settings.aws.region)
-        for image in IMAGES:
-            targets[image].append(f"{registry}/{ecr_repository(project, environment, image)}:{tag}")
+        account = match.group(1)
     elif aws_role_arn:
         raise BadInput(f"--aws-role-arn given, but the {environment} stack does not use aws")
-    if settings.gcp is not None:
-        path = artifact_registry_path(settings.gcp.region, settings.gcp.project, project, environment)
-        for image in IMAGES:
-            targets[image].append(f"{path}/{image}:{tag}")
-    return targets
+    project = project_name(root)
+    return {image: [f"{r}:{tag}" for r in repositories(project, settings, image, account)] for image in IMAGES}
 
 
 def registry_hosts(targets: dict[str, list[str]]) -> dict[str, str]:
@@ -153,16 +157,7 @@ def pulled_as(root: Path, settings: Settings, image: str, pin: ImagePin) -> list
     """What the clusters pull for a pin (ECR: `<account>` is the stack's, known only to AWS)."""
     if pin.reference is not None:
         return [pin.reference]
-    project = project_name(root)
-    environment = settings.environment.value
-    pulled = []
-    if settings.aws is not None:
-        registry = f"<account>.dkr.ecr.{settings.aws.region}.amazonaws.com"
-        pulled.append(f"{registry}/{ecr_repository(project, environment, image)}@{pin.digest}")
-    if settings.gcp is not None:
-        path = artifact_registry_path(settings.gcp.region, settings.gcp.project, project, environment)
-        pulled.append(f"{path}/{image}@{pin.digest}")
-    return pulled
+    return [f"{r}@{pin.digest}" for r in repositories(project_name(root), settings, image, "<account>")]
 
 
 # --- status ---------------------------------------------------------------------------------------

@@ -19,15 +19,18 @@ DIGESTS = {image: "sha256:" + hashlib.sha256(image.encode()).hexdigest() for ima
 LOCAL_REGISTRY = "registry.internal:5000/platform"
 
 
-def pin_built_images(root: Path) -> None:
-    """Pin `DIGESTS` in every stack file under `root` with the edit `mlops images pin` makes
-    (the local stack: full references in a registry of its own)."""
+def pin_built_images(root: Path, stacks: list[str] | None = None) -> None:
+    """Pin `DIGESTS` in the stack files under `root` (default: all) with the edit `mlops images pin`
+    makes (the local stack: full references in a registry of its own)."""
     from infra.config import project_name
     from infra.settings import ImagePin
     from pipelines.images import set_images
 
     project = project_name(root)
-    for path in (root / "stacks").glob("Pulumi.*.yaml"):
+    paths = (
+        [root / "stacks" / f"Pulumi.{s}.yaml" for s in stacks] if stacks else (root / "stacks").glob("Pulumi.*.yaml")
+    )
+    for path in paths:
         local = path.name == "Pulumi.local.yaml"
         pins = {
             image: ImagePin(reference=f"{LOCAL_REGISTRY}/{image}@{digest}")
@@ -36,27 +39,6 @@ def pin_built_images(root: Path) -> None:
             for image, digest in DIGESTS.items()
         }
         path.write_text(set_images(path.read_text(), project, path.name, pins))
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("smoke", "smoke tests against a deployed environment (tests/smoke)")
-    group.addoption("--serving-url", help="serving endpoint to smoke-test (default: start the local environment)")
-    group.addoption("--expected-version", type=int, help="model version the endpoint must serve")
-
-
-@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Without --serving-url the smoke suite starts the local servers: it is an integration test.
-    Against a deployed endpoint, the checks of this machine's processes do not apply."""
-    if not config.getoption("--serving-url"):
-        for item in items:
-            if Path(str(item.fspath)).parent.name == "smoke":
-                item.add_marker(pytest.mark.integration)
-        return
-    deselected = [item for item in items if item.get_closest_marker("local_host")]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if item not in deselected]
 
 
 def git(repo: Path, *args: str) -> str:

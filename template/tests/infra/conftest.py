@@ -15,7 +15,7 @@ from ruamel.yaml import YAML
 
 from infra.config import list_stacks, project_name
 from pipelines.plan import Plan, PlannedResource, plan_stack, plan_stacks
-from tests.conftest import BUILT_FROM, DIGESTS, LOCAL_REGISTRY, ROOT
+from tests.conftest import DIGESTS, ROOT, pin_built_images
 
 PROJECT = project_name(ROOT)
 STACKS = list_stacks(ROOT)
@@ -26,27 +26,19 @@ TAG_KEYS = ("project", "environment", "owner", "cost-center", "managed-by")
 # rendered files pin nothing yet: the apps are not deployed).
 
 
-def pin_images(stack: str, config: dict[str, Any]) -> None:
-    """Pin the apps' images in a stack's config as `mlops images pin` does (local: full references)."""
-    images = config[key("images")]
-    for image, digest in DIGESTS.items():
-        if stack == "local":
-            images[image] = {"reference": f"{LOCAL_REGISTRY}/{image}@{digest}"}
-        else:
-            images[image] = {"digest": digest, "commit": BUILT_FROM}
-
-
 def write_stack(root: Path, stack: str, change: Callable[[dict[str, Any]], None] | None = None) -> None:
     """A scratch copy of Pulumi.yaml and one stack file under `root`, images pinned, then `change` applied."""
     (root / "stacks").mkdir(parents=True, exist_ok=True)
     shutil.copy(ROOT / "Pulumi.yaml", root / "Pulumi.yaml")
-    yaml = YAML()
-    document = yaml.load((ROOT / "stacks" / f"Pulumi.{stack}.yaml").read_text())
-    pin_images(stack, document["config"])
+    path = root / "stacks" / f"Pulumi.{stack}.yaml"
+    shutil.copy(ROOT / "stacks" / path.name, path)
+    pin_built_images(root, [stack])
     if change is not None:
+        yaml = YAML()
+        document = yaml.load(path.read_text())
         change(document["config"])
-    with (root / "stacks" / f"Pulumi.{stack}.yaml").open("w") as handle:
-        yaml.dump(document, handle)
+        with path.open("w") as handle:
+            yaml.dump(document, handle)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from pipelines.policy import check_plan, engine_props
 from policies.infra.pack import BY_NAME
 from policies.infra.rules import Context, Resource
 from policies.infra.rules.kubernetes import THIRD_PARTY_REPOSITORIES, WORKLOADS
-from tests.conftest import ROOT
+from tests.conftest import LOCAL_REGISTRY, ROOT
 from tests.infra.conftest import DIGESTS, STACKS, key, stack_images
 
 CLOUD_STACKS = [s for s in STACKS if s != "local"]
@@ -52,7 +52,7 @@ def test_workloads_pull_the_pinned_digests_from_the_stack_registries(plans: dict
 
 
 def test_the_local_stack_uses_its_references(plans: dict[str, Plan]) -> None:
-    settings_pins = {image: f"registry.internal:5000/platform/{image}@{DIGESTS[image]}" for image in IMAGES}
+    settings_pins = {image: f"{LOCAL_REGISTRY}/{image}@{DIGESTS[image]}" for image in IMAGES}
     pulled = {image for _, image in images_of(plans["local"])}
     assert set(settings_pins.values()) <= pulled
 
@@ -181,7 +181,11 @@ def test_the_registry_rule_needs_the_stack_registry_not_just_any_ecr(plans: dict
     assert list(rule.stack_check(resources, Context(rule.config_defaults))) == []
     other = "999999999999.dkr.ecr.us-east-1.amazonaws.com/someone-else/serving@" + DIGESTS["serving"]
     other_ar = "europe-west1-docker.pkg.dev/other-project/other-repo/serving@" + DIGESTS["serving"]
-    for image in (other, other_ar):
+    nested = [  # a repository *inside* the stack's name is another repository
+        f"123456789012.dkr.ecr.us-east-1.amazonaws.com/{r.inputs['name']}/x@" + DIGESTS["serving"]
+        for r in plan.of_type("aws:ecr/repository:Repository")
+    ]
+    for image in (other, other_ar, *nested):
         changed = [
             Resource(r.type, r.name, r.urn, workload(image), r.dependencies, r.parent)
             if r.type == "kubernetes:apps/v1:Deployment"

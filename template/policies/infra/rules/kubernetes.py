@@ -94,32 +94,30 @@ def repository_of(image: str) -> str:
     return f"{host}/{path.split(':', 1)[0]}" if host else path.split(":", 1)[0]
 
 
-def stack_registries(resources: list[Resource]) -> list[str]:
-    """Repository prefixes of the registries this stack creates (ECR repositories, Artifact Registry)."""
-    prefixes = []
+def stack_registries(resources: list[Resource]) -> list[tuple[str, str]]:
+    """(host, repository path) patterns of the registries this stack creates: each ECR repository (on
+    any account's registry host: the name is the stack's), and any image in its Artifact Registry."""
+    registries = []
     for resource in resources:
-        if resource.type == ECR_REPOSITORY and resource.props.get("name"):
-            prefixes.append(f"*.dkr.ecr/{resource.props['name']}")
+        props = resource.props
+        if resource.type == ECR_REPOSITORY and props.get("name"):
+            registries.append((ECR_HOST.pattern, re.escape(props["name"])))
         elif resource.type == ARTIFACT_REPOSITORY:
-            props = resource.props
-            project = props.get("project") or "*"
-            prefixes.append(f"{props.get('location')}-docker.pkg.dev/{project}/{props.get('repositoryId')}/")
-    return prefixes
+            host = re.escape(f"{props.get('location')}-docker.pkg.dev")
+            project = re.escape(props["project"]) if props.get("project") else "[^/]+"
+            registries.append((host, f"{project}/{re.escape(str(props.get('repositoryId')))}/.+"))
+    return registries
 
 
-def _from_registry(repository: str, prefix: str) -> bool:
-    if prefix.startswith("*.dkr.ecr/"):
-        host, _, path = repository.partition("/")
-        return bool(ECR_HOST.match(host)) and path == prefix.removeprefix("*.dkr.ecr/")
-    location_host, project, rest = prefix.split("/", 2)
+def _from_registry(repository: str, registry: tuple[str, str]) -> bool:
+    host_pattern, path_pattern = registry
     host, _, path = repository.partition("/")
-    image_project, _, image_path = path.partition("/")
-    return host == location_host and project in ("*", image_project) and f"{image_path}".startswith(rest)
+    return bool(re.fullmatch(host_pattern, host)) and bool(re.fullmatch(path_pattern, path))
 
 
 def _stack_registries_only(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None, str]]:
-    prefixes = stack_registries(resources)
-    if not prefixes:
+    registries = stack_registries(resources)
+    if not registries:
         return  # a stack without registries of its own (local): its cluster pulls from where you point it
     allowed = set(ctx.config.get("allowed_repositories", THIRD_PARTY_REPOSITORIES))
     for resource in resources:
@@ -128,7 +126,7 @@ def _stack_registries_only(resources: list[Resource], ctx: Context) -> Iterable[
         for container in _containers(resource.props):
             image = str(container.get("image") or "")
             repository = repository_of(image)
-            if repository in allowed or any(_from_registry(repository, p) for p in prefixes):
+            if repository in allowed or any(_from_registry(repository, r) for r in registries):
                 continue
             yield (
                 resource.urn,
