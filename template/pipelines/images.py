@@ -10,6 +10,7 @@ the checkout's, whatever else changed in between.
 from __future__ import annotations
 
 import hashlib
+import io
 import re
 import shlex
 from collections.abc import Iterable
@@ -44,10 +45,16 @@ def trailer_of(image: str) -> str:
 # --- build contexts -------------------------------------------------------------------------------
 
 
+def parse_dockerfile(text: str) -> DockerfileParser:
+    """A parser over `text` in memory (without a file object, dockerfile-parse writes ./Dockerfile)."""
+    parser = DockerfileParser(fileobj=io.BytesIO())
+    parser.content = text
+    return parser
+
+
 def copied_paths(dockerfile: str) -> list[str]:
     """The build-context paths a Dockerfile's COPY/ADD instructions read (not `--from` another stage)."""
-    parser = DockerfileParser(fileobj=None)
-    parser.content = dockerfile
+    parser = parse_dockerfile(dockerfile)
     paths: list[str] = []
     for instruction in parser.structure:
         if instruction["instruction"] not in ("COPY", "ADD"):

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dockerfile_parse import DockerfileParser
 
 from infra.config import list_stacks, load_stack, project_name
 from infra.k8s import apps
@@ -24,6 +23,7 @@ from pipelines.images import (
     copied_paths,
     images_block,
     next_steps,
+    parse_dockerfile,
     pins_in,
     push_targets,
     request_pin,
@@ -51,8 +51,7 @@ def digest(seed: str) -> str:
 
 
 def stages(image: str) -> list[list[dict[str, Any]]]:
-    parser = DockerfileParser(fileobj=None)
-    parser.content = (ROOT / DOCKERFILES[image]).read_text()
+    parser = parse_dockerfile((ROOT / DOCKERFILES[image]).read_text())
     found: list[list[dict[str, Any]]] = []
     for instruction in parser.structure:
         if instruction["instruction"] == "FROM":
@@ -63,8 +62,7 @@ def stages(image: str) -> list[list[dict[str, Any]]]:
 
 
 def final_env(image: str) -> dict[str, str]:
-    parser = DockerfileParser(fileobj=None)
-    parser.content = (ROOT / DOCKERFILES[image]).read_text()
+    parser = parse_dockerfile((ROOT / DOCKERFILES[image]).read_text())
     return dict(parser.envs)
 
 
@@ -119,6 +117,12 @@ def test_dockerignore_lets_in_exactly_what_the_images_copy() -> None:
     copied = {path for image in IMAGES for path in copied_paths((ROOT / DOCKERFILES[image]).read_text())}
     assert copied <= let_in, f"copied but excluded from the build context: {copied - let_in}"
     assert not any(SECRET_PATTERN.search(path) for path in let_in)
+
+
+def test_parsing_writes_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert copied_paths((ROOT / DOCKERFILES["serving"]).read_text())
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_copied_paths_reads_copy_forms() -> None:
