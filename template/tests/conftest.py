@@ -41,6 +41,27 @@ def pin_built_images(root: Path, stacks: list[str] | None = None) -> None:
         path.write_text(set_images(path.read_text(), project, path.name, pins))
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("smoke", "smoke tests against a deployed environment (tests/smoke)")
+    group.addoption("--serving-url", help="serving endpoint to smoke-test (default: start the local environment)")
+    group.addoption("--expected-version", type=int, help="model version the endpoint must serve")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects by marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Without --serving-url the smoke suite starts the local servers: it is an integration test.
+    Against a deployed endpoint, the checks of this machine's processes do not apply."""
+    if not config.getoption("--serving-url"):
+        for item in items:
+            if Path(str(item.fspath)).parent.name == "smoke":
+                item.add_marker(pytest.mark.integration)
+        return
+    deselected = [item for item in items if item.get_closest_marker("local_host")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if item not in deselected]
+
+
 def git(repo: Path, *args: str) -> str:
     result = subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
