@@ -3,7 +3,8 @@
 For each choice it renders the template with default answers, runs `uv lock` there, and stores the
 result under template/ with the project's name replaced by the `project_slug` answer. Run it after
 changing the dependencies in template/pyproject.toml.jinja (`make lock`); a test checks that every
-stored lock still matches its pyproject.
+stored lock still matches its pyproject. Packages already locked keep their versions unless
+`--upgrade` is given (then everything resolves anew).
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ def template_lock(lock_text: str, slug: str) -> str:
     return "{% raw %}" + body + "{% endraw %}"
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    upgrade = "--upgrade" in argv
     uv = shutil.which("uv") or sys.exit("uv is not on PATH: run `make install` first")
     for cloud in CLOUD_CHOICES:
         started = time.monotonic()
         with tempfile.TemporaryDirectory() as tmp:
             project = render(Path(tmp) / "project", {"clouds": cloud, "project_slug": DEFAULT_SLUG})
-            (project / "uv.lock").unlink(missing_ok=True)
+            if upgrade:
+                (project / "uv.lock").unlink(missing_ok=True)
             run([uv, "lock", "--python", "3.11"], project)
             text = (project / "uv.lock").read_text()
         (TEMPLATE / LOCK_TEMPLATE.format(cloud=cloud)).write_text(template_lock(text, DEFAULT_SLUG))
@@ -44,4 +47,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(main(sys.argv[1:]))
