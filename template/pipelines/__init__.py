@@ -1,4 +1,10 @@
-"""Lifecycle commands of the platform and the `mlops` CLI that CI and people both run."""
+"""The `mlops` CLI that CI and people both run: one package per flow, each with its logic and its
+typer commands; `cli.py` only assembles the command tree.
+
+Imports: `core`, `infra`, `apps`, `policies`, and, within `pipelines`, only the flows below (see the
+layers contract in pyproject.toml: cli, bench, monitoring | training | images, release, local,
+promotion, plan, config, common).
+"""
 
 import sys
 

@@ -1,8 +1,8 @@
 """`mlops`: every step the workflows run, runnable on a laptop.
 
-Each command is a thin layer over a function in `pipelines/` (or `infra/`, `policies/`) that the
-tests call directly; this module only parses arguments, renders results and maps errors to exit
-codes (see `pipelines.errors`).
+This module only assembles the command tree from the flows' own command modules
+(`pipelines/<flow>/commands.py`) and maps errors to exit codes (see `core.errors`). Each command
+is a thin layer over a function of its flow that the tests call directly.
 """
 
 from __future__ import annotations
@@ -14,10 +14,17 @@ from collections.abc import Sequence
 
 import typer
 
+from core.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
 from infra.config import SettingsError
-from pipelines import config_cmd, cost_cmd, drift_cmd, images_cmd, local_cmd, plan_cmd, policy_cmd, release_cmd
-from pipelines.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
-from pipelines.output import err_console
+from pipelines.common.output import err_console
+from pipelines.config import commands as config_commands
+from pipelines.images import commands as images_commands
+from pipelines.local import commands as local_commands
+from pipelines.monitoring import commands as monitoring_commands
+from pipelines.plan import commands as plan_commands
+from pipelines.plan import cost_commands, policy_commands
+from pipelines.release import commands as release_commands
+from pipelines.training import commands as training_commands
 
 app = typer.Typer(
     name="mlops",
@@ -27,26 +34,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(local_cmd.app, name="local")
-app.command("train")(local_cmd.train_command)
-app.command("plan")(plan_cmd.plan)
-app.add_typer(policy_cmd.app, name="policy")
-app.command("cost")(cost_cmd.cost)
-app.command("promote")(release_cmd.promote)
-app.command("gate")(release_cmd.gate)
-app.command("sync")(release_cmd.sync)
-app.command("rollback")(release_cmd.rollback)
-app.command("report")(release_cmd.report)
-app.command("affected")(release_cmd.affected)
-app.command("drift")(drift_cmd.drift)
-app.add_typer(images_cmd.app, name="images")
+app.add_typer(config_commands.app, name="config")
+app.add_typer(local_commands.app, name="local")
+app.command("train")(training_commands.train_command)
+app.command("plan")(plan_commands.plan)
+app.add_typer(policy_commands.app, name="policy")
+app.command("cost")(cost_commands.cost)
+app.command("promote")(release_commands.promote)
+app.command("gate")(release_commands.gate)
+app.command("sync")(release_commands.sync)
+app.command("rollback")(release_commands.rollback)
+app.command("report")(release_commands.report)
+app.command("affected")(release_commands.affected)
+app.command("drift")(monitoring_commands.drift)
+app.add_typer(images_commands.app, name="images")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code instead of raising SystemExit."""
     code = _main(argv)
-    if argv is None and "pipelines.plan" in sys.modules:
+    if argv is None and "pipelines.plan.offline" in sys.modules:
         # The cloud SDKs leave about a million objects behind; freeing them one by one at interpreter
         # exit costs a second. The command has finished (its pool is shut down): flush and leave.
         sys.stdout.flush()

@@ -1,15 +1,22 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from infra.config import load_stack
-from pipelines.local import LocalEnvironment, UpSummary
+from pipelines.common.procs import Proc
+from pipelines.local import objectstore
+from pipelines.local.environment import SERVICES, LocalEnvironment, UpSummary
+
+if TYPE_CHECKING:
+    from pipelines.plan.graph import Plan
 
 ROOT = Path(__file__).resolve().parents[1]
 # Images cannot be built here (no container engine): tests that need the apps deployed pin these
@@ -24,7 +31,7 @@ def pin_built_images(root: Path, stacks: list[str] | None = None) -> None:
     makes (the local stack: full references in a registry of its own)."""
     from infra.config import project_name
     from infra.settings import ImagePin
-    from pipelines.images import set_images
+    from pipelines.images.pins import set_images
 
     project = project_name(root)
     paths = (
@@ -103,12 +110,80 @@ def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalEnvironment, UpSummary]]:
-    """The real local environment (moto, MLflow, BentoML on 127.0.0.1), state in a temporary directory."""
+def local_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalEnvironment, UpSummary]]:
+    """The real local environment (moto, MLflow, BentoML on 127.0.0.1), state in a temporary directory,
+    and the summary of its first `up`."""
     model = load_stack(ROOT, "local").serving.model.name
     env = LocalEnvironment(ROOT, model, home=tmp_path_factory.mktemp("local-env"))
+    saved = dict(os.environ)
     try:
         summary = env.up()
         yield env, summary
     finally:
         env.down(purge=True)
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def ensure_running(env: LocalEnvironment) -> dict[str, Proc]:
+    """Every server of `env` running (an earlier test may have stopped one: `up` converges), and this
+    process's S3 client settings pointing at its object store (another environment may have moved them)."""
+    running = env.running()
+    if sorted(running) != sorted(SERVICES):
+        env.up()
+        running = env.running()
+    os.environ.update(objectstore.client_env(running["object_store"].port))
+    return running
+
+
+@pytest.fixture
+def local_env(local_session: tuple[LocalEnvironment, UpSummary]) -> tuple[LocalEnvironment, UpSummary]:
+    """The session's local environment, running, as this test finds it (tests run in random order:
+    the summary is the first `up`'s; what runs now is `env.running()`)."""
+    ensure_running(local_session[0])
+    return local_session
+
+
+@pytest.fixture
+def restore_environ() -> Iterator[None]:
+    """Undo what a test's own LocalEnvironment writes into this process's environment (its S3 endpoint)."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+# Plans of the repository's own stacks (tests/plan, tests/infra, tests/policies), images pinned.
+
+
+@pytest.fixture(scope="session")
+def pinned_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Pulumi.yaml and every stack file, images pinned."""
+    from tests.planning import STACKS, write_stack
+
+    root = tmp_path_factory.mktemp("pinned")
+    for stack in STACKS:
+        write_stack(root, stack)
+    return root
+
+
+@pytest.fixture(scope="session")
+def plans(pinned_root: Path) -> dict[str, Plan]:
+    from pipelines.plan.offline import plan_stacks
+    from tests.planning import STACKS
+
+    return {plan.stack: plan for plan in plan_stacks(pinned_root, STACKS)}
+
+
+@pytest.fixture
+def plan_with(tmp_path: Path) -> Callable[[str, Callable[[dict[str, Any]], None]], Plan]:
+    """Plan a stack (images pinned) after `change` edited its config (a scratch copy of Pulumi.yaml and stacks/)."""
+
+    from pipelines.plan.offline import plan_stack
+    from tests.planning import write_stack
+
+    def make(stack: str, change: Callable[[dict[str, Any]], None]) -> Plan:
+        write_stack(tmp_path, stack, change)
+        return plan_stack(tmp_path, stack)
+
+    return make

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK
 from pipelines.cli import main
-from pipelines.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK
 from tests.conftest import ROOT
-from tests.test_settings import PROJECT, edit_stack
+from tests.infra.test_settings import PROJECT, edit_stack
 
 GROUPS = [
     "config",

@@ -111,7 +111,7 @@ class ModelHolder:
 
     def refresh(self) -> bool:
         """Resolve the configured version; load it if it differs from the one held. True if it changed."""
-        from pipelines.registry import champion, client_for, find_by_model_version  # noqa: PLC0415
+        from core.registry import champion, client_for, find_by_model_version  # noqa: PLC0415
 
         client = client_for(self.config.tracking_uri)
         if self.config.model_version is not None:
@@ -132,7 +132,7 @@ class ModelHolder:
         import mlflow  # noqa: PLC0415
 
         started = time.monotonic()
-        from pipelines.registry import client_for  # noqa: PLC0415
+        from core.registry import client_for  # noqa: PLC0415
 
         client = client_for(self.config.tracking_uri)
         location = client.get_model_version_download_uri(self.config.model_name, str(registry_version))

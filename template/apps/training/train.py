@@ -136,7 +136,7 @@ def train(
     import mlflow  # noqa: PLC0415 -- heavy; imported only when training
     from mlflow.models import infer_signature  # noqa: PLC0415
 
-    from pipelines.registry import artifact_digest_of_version, set_version_lineage  # noqa: PLC0415 -- sets MLflow env first
+    from core.registry import artifact_digest_of_version, set_version_lineage  # noqa: PLC0415 -- sets MLflow env first
 
     config = config or TrainingConfig()
     data = split(config.test_size, config.random_state)

@@ -12,7 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra.k8s import apps, dashboard, platform
+from infra.k8s import apps, dashboard, platform, serving, tracking
 from infra.k8s.objects import (
     PROMETHEUS_STACK_CHART,
     PROMETHEUS_STACK_REPO,
@@ -129,14 +129,14 @@ class TrackingServer(pulumi.ComponentResource):
             secrets.append(secret(apps.DB_SECRET, ctx.namespace, labels, {"password": _password(f"{name}-db", self)}))
         admin = _password(f"{name}-admin", self)
         if settings.auth:
-            auth_uri = apps.database_uri(settings, ctx.namespace, apps.AUTH_DATABASE)
+            auth_uri = tracking.database_uri(settings, ctx.namespace, apps.AUTH_DATABASE)
             secrets.append(
                 secret(
                     apps.AUTH_SECRET,
                     ctx.namespace,
                     labels,
                     {
-                        "auth.ini": admin.apply(lambda password: apps.auth_config(password, auth_uri)),
+                        "auth.ini": admin.apply(lambda password: tracking.auth_config(password, auth_uri)),
                         "flask-secret-key": _password(f"{name}-flask", self),
                     },
                 )
@@ -162,10 +162,10 @@ class TrackingServer(pulumi.ComponentResource):
         created = apply_all(name, secrets, self)
         ready: list[pulumi.Resource] = list(created.values())
         if args.minio_bucket is not None:
-            ready += apply_all(name, apps.minio_objects(ctx, args.minio_bucket), self, ready).values()
+            ready += apply_all(name, tracking.minio_objects(ctx, args.minio_bucket), self, ready).values()
         if settings.database == "postgres":
-            ready += apply_all(name, apps.postgres_objects(ctx, settings), self, ready).values()
-        apply_all(name, apps.tracking_objects(ctx, settings, args.image), self, ready)
+            ready += apply_all(name, tracking.postgres_objects(ctx, settings), self, ready).values()
+        apply_all(name, tracking.tracking_objects(ctx, settings, args.image), self, ready)
         self.url = ctx.tracking_uri()
         self.admin_password = pulumi.Output.secret(admin)
         self.register_outputs({"url": self.url})
@@ -190,11 +190,11 @@ class ModelServing(pulumi.ComponentResource):
     def __init__(self, name: str, args: ModelServingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:k8s:ModelServing", name, None, opts)
         ctx = args.context
-        objects = apps.serving_objects(
+        objects = serving.serving_objects(
             ctx, args.settings, args.image, tracking_auth=args.tracking_auth, monitoring=args.monitoring
         )
         if args.monitoring.enabled:
-            objects.append(apps.drift_cronjob(ctx, args.monitoring, args.image, tracking_auth=args.tracking_auth))
+            objects.append(serving.drift_cronjob(ctx, args.monitoring, args.image, tracking_auth=args.tracking_auth))
         apply_all(name, objects, self)
         if args.prometheus_operator:
             labels = ctx.labels(apps.SERVING)

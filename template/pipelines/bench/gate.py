@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from infra.config import find_root, load_stack, project_name
-from pipelines.gitops import set_pin
+from pipelines.release.pins import set_pin
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 TARGET_S = 10.0
@@ -41,8 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args(argv)
     root = find_root()
-    from pipelines.local import LocalEnvironment  # noqa: PLC0415
-    from pipelines.registry import champion, client_for, registered_name  # noqa: PLC0415
+    from core.registry import champion, client_for, registered_name  # noqa: PLC0415
+    from pipelines.local.environment import LocalEnvironment  # noqa: PLC0415
 
     home = Path(os.environ.get("MLOPS_LOCAL_HOME") or root / ".mlops" / "local").resolve()
     model = load_stack(root, "local").serving.model.name

@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines.procs import Proc, group_rss_bytes
+from pipelines.common.procs import Proc, group_rss_bytes
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 

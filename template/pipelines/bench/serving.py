@@ -23,10 +23,10 @@ from typing import Any
 
 import httpx
 
+from apps.serving.smoke import EXAMPLE, sample_row
 from infra.config import find_root
-from pipelines.loadgen import LoadResult, run_load
-from pipelines.procs import LOOPBACK, Proc, free_port, serving_command, spawn, stop, wait_http
-from pipelines.smoke import EXAMPLE, sample_row
+from pipelines.bench.loadgen import LoadResult, run_load
+from pipelines.common.procs import LOOPBACK, Proc, free_port, serving_command, spawn, stop, wait_http
 
 CLIENTS = (1, 8, 32)
 ROWS = (1, 64)

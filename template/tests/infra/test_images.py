@@ -12,13 +12,13 @@ import pytest
 from infra.config import load_stack
 from infra.k8s.components import APPS_NOT_DEPLOYED
 from infra.naming import IMAGES
-from pipelines.plan import Plan, PlannedResource
-from pipelines.policy import check_plan, engine_props
+from pipelines.plan.graph import Plan, PlannedResource
+from pipelines.plan.policy import check_plan, engine_props
 from policies.infra.pack import BY_NAME
 from policies.infra.rules import Context, Resource
 from policies.infra.rules.kubernetes import THIRD_PARTY_REPOSITORIES, WORKLOADS
 from tests.conftest import LOCAL_REGISTRY, ROOT
-from tests.infra.conftest import DIGESTS, STACKS, key, stack_images
+from tests.planning import DIGESTS, STACKS, key, stack_images
 
 CLOUD_STACKS = [s for s in STACKS if s != "local"]
 THIRD_PARTY = ("docker.io/library/postgres:", "quay.io/minio/")

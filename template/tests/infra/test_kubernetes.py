@@ -8,11 +8,12 @@ import kubernetes_validate
 import pytest
 
 from infra.config import load_stack
-from infra.k8s import apps, dashboard, platform
+from infra.k8s import apps, dashboard, platform, serving, tracking
 from infra.k8s.objects import Obj
-from pipelines.plan import SECRET, Plan, PlannedResource
+from pipelines.plan.graph import Plan, PlannedResource
+from pipelines.plan.mocks import SECRET
 from tests.conftest import ROOT
-from tests.infra.conftest import PROJECT, containers, key, stack_images
+from tests.planning import PROJECT, containers, key, stack_images
 
 KUBERNETES_VERSION = "1.33.0"
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
@@ -28,14 +29,14 @@ def app_objects(stack: str) -> list[Obj]:
         artifacts_uri="s3://bucket/mlflow",
         s3_endpoint="http://minio:9000",
     )
-    objects = apps.tracking_objects(ctx, settings.tracking, settings.images.tracking)
-    objects += apps.postgres_objects(ctx, settings.tracking)
-    objects += apps.serving_objects(
+    objects = tracking.tracking_objects(ctx, settings.tracking, settings.images.tracking)
+    objects += tracking.postgres_objects(ctx, settings.tracking)
+    objects += serving.serving_objects(
         ctx, settings.serving, settings.images.serving, tracking_auth=True, monitoring=settings.monitoring
     )
-    objects.append(apps.drift_cronjob(ctx, settings.monitoring, settings.images.serving, tracking_auth=True))
+    objects.append(serving.drift_cronjob(ctx, settings.monitoring, settings.images.serving, tracking_auth=True))
     objects.append(dashboard.dashboard_config_map(PROJECT, tags, settings.monitoring))
-    objects += apps.minio_objects(ctx, "bucket")
+    objects += tracking.minio_objects(ctx, "bucket")
     objects += [platform.namespace(PROJECT, tags), *platform.network_policies(PROJECT, tags, minio=True)]
     objects += platform.rbac_objects(PROJECT, tags, PROJECT, {})
     return objects

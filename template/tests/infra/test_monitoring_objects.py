@@ -12,9 +12,9 @@ import pytest
 from apps.serving.monitoring import exposed_names
 from infra.config import load_stack
 from infra.k8s import dashboard, platform
-from pipelines.plan import Plan
+from pipelines.plan.graph import Plan
 from tests.conftest import ROOT
-from tests.infra.conftest import PROJECT, stack_images
+from tests.planning import PROJECT, stack_images
 
 # BentoML's own series (its request counter and duration histogram), which the error ratio uses.
 BENTOML_SERIES = {

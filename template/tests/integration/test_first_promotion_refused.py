@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 
 from infra.config import load_stack
-from pipelines.local import LocalEnvironment
+from pipelines.local.environment import LocalEnvironment
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.usefixtures("restore_environ")
 def test_refused_first_promotion_is_reported_without_waiting(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     policies.mkdir()

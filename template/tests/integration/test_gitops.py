@@ -12,20 +12,20 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from core.registry import champion, client_for, find_by_model_version, registered_name
 from infra.config import project_name
 from pipelines.cli import main
-from pipelines.local import LocalEnvironment, UpSummary
-from pipelines.registry import champion, client_for, find_by_model_version, registered_name
+from pipelines.local.environment import LocalEnvironment, UpSummary
 from tests.conftest import ROOT, pin_built_images
 
 pytestmark = pytest.mark.integration
-MODEL = "gitops"
 IDENTITY = {
     "GIT_AUTHOR_NAME": "Pat Promoter",
     "GIT_AUTHOR_EMAIL": "pat@example.invalid",
@@ -41,15 +41,16 @@ def git(repo: Path, *args: str, check: bool = True) -> str:
     return result.stdout.strip()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def world(
     local_env: tuple[LocalEnvironment, UpSummary], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     """A bare remote whose main pins version 1 everywhere (synced into all three registries), and version 2
-    trained into dev."""
+    trained into dev: a world of its own for each test (its own model in the registries, its own remote)."""
     from apps.training.train import train
 
     env, _ = local_env
+    model = f"gitops-{uuid.uuid4().hex[:8]}"
     uri = env.tracking_uri()
     registries = env.registries()  # also points this process at the local object store
     base = tmp_path_factory.mktemp("gitops")
@@ -58,7 +59,7 @@ def world(
         shutil.copytree(ROOT / part, seed / part, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "Pulumi.yaml", seed / "Pulumi.yaml")
     for stack in (seed / "stacks").glob("Pulumi.*.yaml"):
-        text = re.sub(r"(\n\s+name: )\S+", rf"\g<1>{MODEL}", stack.read_text(), count=1)
+        text = re.sub(r"(\n\s+name: )\S+", rf"\g<1>{model}", stack.read_text(), count=1)
         stack.write_text(re.sub(r"(\n\s+version: )null", r"\g<1>1", text, count=1))
     pin_built_images(seed)  # the apps are deployed: a pin change changes their Deployments
     patch = pytest.MonkeyPatch()
@@ -70,7 +71,7 @@ def world(
     patch.delenv("GITHUB_SHA", raising=False)
     patch.delenv("GITHUB_ACTOR", raising=False)
     try:
-        versions = [train(uri, registered_name("dev", MODEL), experiment="gitops").version for _ in range(2)]
+        versions = [train(uri, registered_name("dev", model), experiment="gitops").version for _ in range(2)]
         git(seed, "init", "-q", "-b", "main")
         git(seed, "add", ".")
         git(seed, "commit", "-q", "-m", "Platform with version 1 everywhere")
@@ -85,13 +86,13 @@ def world(
         patch.setenv("MLOPS_ROOT", str(clones["deploy"]))
         for environment in ("dev", "staging", "prod"):
             assert main(["sync", "--env", environment]) == 0
-        yield {"uri": uri, "clones": clones, "remote": remote, "versions": versions, "patch": patch}
+        yield {"uri": uri, "model": model, "clones": clones, "remote": remote, "versions": versions, "patch": patch}
     finally:
         patch.undo()
 
 
-def serving(uri: str, environment: str) -> int | None:
-    found = champion(client_for(uri), registered_name(environment, MODEL))
+def serving(world: dict[str, Any], environment: str) -> int | None:
+    found = champion(client_for(world["uri"]), registered_name(environment, world["model"]))
     return found.model_version if found else None
 
 
@@ -101,12 +102,26 @@ def remote_state(world: dict[str, Any]) -> dict[str, str]:
 
 
 def registry_state(world: dict[str, Any]) -> dict[str, int | None]:
-    return {e: serving(world["uri"], e) for e in ("dev", "staging", "prod")}
+    return {e: serving(world, e) for e in ("dev", "staging", "prod")}
 
 
 def in_clone(world: dict[str, Any], who: str, *args: str) -> int:
     world["patch"].setenv("MLOPS_ROOT", str(world["clones"][who]))
     return main(list(args))
+
+
+def merged_promotion(world: dict[str, Any], environment: str, version: int) -> None:
+    """Where a test starts after a promotion: the pull request opened, merged (a fast-forward of main)
+    and synced by the deploy job. `test_promotion_through_every_environment_then_rollback` checks each
+    of these steps."""
+    person, deploy, model = world["clones"]["person"], world["clones"]["deploy"], world["model"]
+    git(person, "checkout", "-q", "main")
+    git(person, "pull", "-q", "--ff-only", "origin", "main")
+    assert in_clone(world, "person", "promote", model, "--version", str(version), "--to", environment, "--no-pr") == 0
+    git(person, "push", "-q", "origin", f"promote/{environment}/{model}-v{version}:main")
+    git(deploy, "pull", "-q", "--ff-only", "origin", "main")
+    assert in_clone(world, "deploy", "sync", "--env", environment) == 0
+    assert serving(world, environment) == version
 
 
 def pin(repo: Path, ref: str, environment: str) -> str:
@@ -118,12 +133,12 @@ def test_promotion_through_every_environment_then_rollback(
     world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     person, ci, deploy = (world["clones"][w] for w in ("person", "ci", "deploy"))
-    candidate = world["versions"][1]
+    model, candidate = world["model"], world["versions"][1]
     for environment in ("dev", "staging", "prod"):
         # the person opens the pull request
-        request = ["promote", MODEL, "--version", str(candidate), "--to", environment, "--no-pr"]
+        request = ["promote", model, "--version", str(candidate), "--to", environment, "--no-pr"]
         assert in_clone(world, "person", *request) == 0
-        branch = f"promote/{environment}/{MODEL}-v{candidate}"
+        branch = f"promote/{environment}/{model}-v{candidate}"
         changed = git(person, "diff", "--numstat", "origin/main", branch)
         assert changed == f"1\t1\tstacks/Pulumi.{environment}.yaml"  # one line: the pin
         assert pin(person, branch, environment) == str(candidate)
@@ -152,12 +167,14 @@ def test_promotion_through_every_environment_then_rollback(
         # merge (the PR is up to date: a fast-forward), then the deploy job syncs
         git(ci, "push", "-q", "origin", "HEAD:main")
         git(deploy, "pull", "-q", "--ff-only", "origin", "main")
-        assert serving(world["uri"], environment) == 1
+        assert serving(world, environment) == 1
         assert in_clone(world, "deploy", "sync", "--env", environment, "--pr", "7") == 0
-        assert serving(world["uri"], environment) == candidate
+        assert serving(world, environment) == candidate
         assert in_clone(world, "deploy", "sync", "--env", environment) == 0  # idempotent
         assert "already serves" in capsys.readouterr().out
-        version = find_by_model_version(client_for(world["uri"]), registered_name(environment, MODEL), candidate)
+        version = find_by_model_version(
+            client_for(world["uri"]), registered_name(environment, world["model"]), candidate
+        )
         assert version is not None
         assert version.tags[f"deploy.{environment}.commit"] == git(deploy, "rev-parse", "HEAD")
         assert version.tags[f"deploy.{environment}.pr"] == "7"
@@ -170,7 +187,7 @@ def test_promotion_through_every_environment_then_rollback(
     message = git(deploy, "log", "-1", "--format=%B")
     assert "Mlops-Change: rollback" in message and "smoke test failed" in message
     assert in_clone(world, "deploy", "sync", "--env", "prod") == 0
-    assert serving(world["uri"], "prod") == 1
+    assert serving(world, "prod") == 1
     # a second rollback has nothing left to revert
     assert in_clone(world, "deploy", "rollback", "--env", "prod", "--push") == 2
     assert "already a rollback" in capsys.readouterr().err
@@ -189,6 +206,7 @@ def test_promotion_through_every_environment_then_rollback(
 
 def test_two_promotions_race_for_one_environment(world: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     person, other, ci = (world["clones"][w] for w in ("person", "other", "ci"))
+    merged_promotion(world, "dev", world["versions"][1])  # something to roll back
     for clone in (person, other):
         git(clone, "checkout", "-q", "main")
         git(clone, "pull", "-q", "--ff-only", "origin", "main")
@@ -221,7 +239,9 @@ def test_two_promotions_race_for_one_environment(world: dict[str, Any], capsys: 
 
 
 def test_bad_requests_change_nothing(world: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    person = world["clones"]["person"]
+    person, model = world["clones"]["person"], world["model"]
+    for environment in ("dev", "staging"):  # staging serves the candidate, so prod may take it
+        merged_promotion(world, environment, world["versions"][1])
     git(person, "checkout", "-q", "main")
     git(person, "pull", "-q", "--ff-only", "origin", "main")
     remote, registries = remote_state(world), registry_state(world)
@@ -229,11 +249,11 @@ def test_bad_requests_change_nothing(world: dict[str, Any], capsys: pytest.Captu
     staging = int(pin(person, "origin/main", "staging"))
     newest = max(world["versions"])
     cases: list[tuple[list[str], int, str]] = [
-        (["promote", MODEL, "--version", "999", "--to", "dev", "--no-pr"], 2, "is not in the dev registry"),
-        (["promote", MODEL, "--version", str(newest + 1), "--to", "prod", "--no-pr"], 2, "may not skip"),
-        (["promote", MODEL, "--version", str(staging), "--to", "qa", "--no-pr"], 2, "dev → staging → prod"),
-        (["promote", "other-model", "--version", "1", "--to", "dev", "--no-pr"], 2, "serves model 'gitops'"),
-        (["promote", MODEL, "--version", "0", "--to", "dev", "--no-pr"], 2, "positive model version"),
+        (["promote", model, "--version", "999", "--to", "dev", "--no-pr"], 2, "is not in the dev registry"),
+        (["promote", model, "--version", str(newest + 1), "--to", "prod", "--no-pr"], 2, "may not skip"),
+        (["promote", model, "--version", str(staging), "--to", "qa", "--no-pr"], 2, "dev → staging → prod"),
+        (["promote", "other-model", "--version", "1", "--to", "dev", "--no-pr"], 2, f"serves model '{world['model']}'"),
+        (["promote", model, "--version", "0", "--to", "dev", "--no-pr"], 2, "positive model version"),
         (["gate", "--env", "dev", "--base", "no-such-ref"], 2, "unknown git ref 'no-such-ref'"),
         (["rollback", "--env", "dev", "--remote", "upstream"], 2, "no git remote named 'upstream'"),
     ]
@@ -242,7 +262,7 @@ def test_bad_requests_change_nothing(world: dict[str, Any], capsys: pytest.Captu
         assert message in capsys.readouterr().err, argv
     # a dirty working tree
     (person / "stacks" / "Pulumi.dev.yaml").write_text((person / "stacks" / "Pulumi.dev.yaml").read_text() + "\n# x\n")
-    assert in_clone(world, "person", "promote", MODEL, "--version", "1", "--to", "dev", "--no-pr") == 2
+    assert in_clone(world, "person", "promote", model, "--version", "1", "--to", "dev", "--no-pr") == 2
     assert "uncommitted changes" in capsys.readouterr().err
     git(person, "checkout", "-q", "--", "stacks")
     # no remote at all
@@ -251,9 +271,9 @@ def test_bad_requests_change_nothing(world: dict[str, Any], capsys: pytest.Captu
     git(lonely, "init", "-q", "-b", "main")
     git(lonely, "add", ".")
     git(lonely, "commit", "-q", "-m", "no remote")
-    assert in_clone(world, "person", "promote", MODEL, "--version", "1", "--to", "dev", "--remote", "nope") == 2
+    assert in_clone(world, "person", "promote", model, "--version", "1", "--to", "dev", "--remote", "nope") == 2
     world["patch"].setenv("MLOPS_ROOT", str(lonely))
-    assert main(["promote", MODEL, "--version", "1", "--to", "dev", "--no-pr"]) == 2
+    assert main(["promote", model, "--version", "1", "--to", "dev", "--no-pr"]) == 2
     assert "no git remote named 'origin'" in capsys.readouterr().err
     # a failing gate: the branch raises prod's bar past what the candidate scores
     git(person, "checkout", "-q", "-B", "strict", "origin/main")

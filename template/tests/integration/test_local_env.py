@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.errors import BadInput, CheckFailed, EnvironmentProblem
-from pipelines.local import LocalEnvironment, UpSummary
-from pipelines.objectstore import s3_client
-from pipelines.promotion import PromotionRefused, promote
-from pipelines.registry import champion, client_for, find_by_model_version, registered_name
+from core.errors import BadInput, CheckFailed, EnvironmentProblem
+from core.registry import champion, client_for, find_by_model_version, registered_name
+from pipelines.local.environment import LocalEnvironment, UpSummary
+from pipelines.local.objectstore import s3_client
+from pipelines.promotion.registries import PromotionRefused, promote
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +39,10 @@ def test_up_runs_the_whole_lifecycle(local_env: tuple[LocalEnvironment, UpSummar
 
 
 def test_every_server_has_its_own_process_group_and_state_files(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
-    env, summary = local_env
-    for name, proc in summary.services.items():
+    env, _ = local_env
+    running = env.running()
+    assert sorted(running) == ["object_store", "serving", "tracking"]
+    for name, proc in running.items():
         assert os.getpgid(proc.pid) == proc.pid, f"{name} leads its own process group"
         assert Path(proc.log).is_file() and proc.url.startswith("http://127.0.0.1:")
     assert env.state_file.is_file() and (env.home / "mlflow.db").is_file()
@@ -61,12 +63,13 @@ def test_lineage_and_decisions_are_recorded(local_env: tuple[LocalEnvironment, U
 
 
 def test_second_up_reuses_everything(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
-    env, first = local_env
+    env, _ = local_env
+    before, champions = env.running(), env.champions()
     again = env.up()
     assert sorted(again.reused) == ["object_store", "serving", "tracking"]
     assert again.trained_version is None, "no training unless asked"
-    assert {n: p.pid for n, p in again.services.items()} == {n: p.pid for n, p in first.services.items()}
-    assert again.served_version == 1
+    assert {n: p.pid for n, p in again.services.items()} == {n: p.pid for n, p in before.items()}
+    assert again.champions == champions and again.served_version == champions["prod"]
 
 
 @pytest.mark.parametrize(
@@ -125,11 +128,15 @@ def test_version_not_serving_in_the_source_is_refused_by_the_order_rule(
 
 
 def test_failing_metric_floor_is_refused(local_env: tuple[LocalEnvironment, UpSummary], tmp_path: Path) -> None:
+    from apps.training.train import train
+
     env, _ = local_env
     strict = Path(__file__).parents[2] / "policies" / "models" / "staging.yaml"
     (tmp_path / "staging.yaml").write_text(strict.read_text().replace("roc_auc: 0.95", "roc_auc: 0.9999"))
+    new = train(env.tracking_uri(), registered_name("dev", env.model))
+    promote(env.model, new.version, "dev", env.registries())
     dev_serving = champion(client_for(env.tracking_uri()), registered_name("dev", env.model))
-    assert dev_serving is not None
+    assert dev_serving is not None and dev_serving.model_version == new.version
     before = registry_state(env)
     with pytest.raises(PromotionRefused, match=r"min_roc_auc: roc_auc = 0\.\d+, floor 0\.9999"):
         promote(env.model, dev_serving.model_version, "staging", env.registries(), policy_dir=tmp_path)
@@ -158,14 +165,14 @@ def test_version_missing_lineage_is_refused(local_env: tuple[LocalEnvironment, U
 def test_tampered_artifact_is_detected(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
     from apps.training.train import train
 
-    env, summary = local_env
+    env, _ = local_env
     client = client_for(env.tracking_uri())
     new = train(env.tracking_uri(), registered_name("dev", env.model))
     promote(env.model, new.version, "dev", env.registries())
     source = client.get_model_version(new.registered_model, str(new.version)).source
     logged_model = client.get_logged_model(source.removeprefix("models:/"))
     bucket, _, prefix = logged_model.artifact_location.removeprefix("s3://").partition("/")
-    s3 = s3_client(summary.services["object_store"].port)
+    s3 = s3_client(env.running()["object_store"].port)
     key = next(
         o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"] if o["Key"].endswith(".skops")
     )
@@ -180,7 +187,7 @@ def test_interrupted_copy_converges_on_rerun(
     local_env: tuple[LocalEnvironment, UpSummary], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The server dies after a copy is created but before it is verified: no alias moves; a re-run converges."""
-    import pipelines.registry as registry
+    import core.registry as registry
     from apps.training.train import train
 
     env, _ = local_env
@@ -205,10 +212,10 @@ def test_interrupted_copy_converges_on_rerun(
 
 
 def test_tracking_server_killed_then_up_converges(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
-    from pipelines.procs import stop
+    from pipelines.common.procs import stop
 
     env, _ = local_env
-    registries = env.registries()
+    registries, champions = env.registries(), env.champions()
     tracking = env.state()["tracking"]
     assert stop(tracking)
     started = time.monotonic()
@@ -217,7 +224,7 @@ def test_tracking_server_killed_then_up_converges(local_env: tuple[LocalEnvironm
     assert time.monotonic() - started < 60, "a dead server fails the command quickly"
     summary = env.up()
     assert "tracking" not in summary.reused and "object_store" in summary.reused
-    assert summary.champions["prod"] == 1 and all(ok for _, ok, _ in summary.smoke)
+    assert summary.champions == champions and all(ok for _, ok, _ in summary.smoke)
 
 
 def test_retrain_flows_to_serving(local_env: tuple[LocalEnvironment, UpSummary]) -> None:

@@ -12,11 +12,11 @@ import pytest
 
 from apps.serving.monitoring import exposed_names
 from apps.training.data import load_frame
+from core.registry import client_for, registered_name
 from infra.config import load_stack
 from infra.k8s import dashboard, platform
-from pipelines.drift_cmd import check, record, retrain
-from pipelines.local import LocalEnvironment, UpSummary
-from pipelines.registry import client_for, registered_name
+from pipelines.local.environment import LocalEnvironment, UpSummary
+from pipelines.monitoring.drift import check, record, retrain
 from tests.conftest import ROOT
 from tests.infra.test_monitoring_objects import BENTOML_SERIES, referenced
 

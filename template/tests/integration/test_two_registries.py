@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from apps.tracking.server import SERVER_ENV, server_command
-from pipelines.errors import EnvironmentProblem
-from pipelines.local import LocalEnvironment, UpSummary
-from pipelines.procs import LOOPBACK, Proc, choose_port, spawn, stop, wait_http
-from pipelines.registry import (
+from core.errors import EnvironmentProblem
+from core.registry import (
     CHAMPION,
     VersionInfo,
     artifact_digest_of_version,
@@ -22,6 +20,8 @@ from pipelines.registry import (
     copy_version,
     registered_name,
 )
+from pipelines.common.procs import LOOPBACK, Proc, choose_port, spawn, stop, wait_http
+from pipelines.local.environment import LocalEnvironment, UpSummary
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +89,7 @@ def test_copy_between_two_servers_keeps_lineage_and_digest(
 
 
 def test_unreachable_target_is_an_environment_problem(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
-    from pipelines.promotion import Registries, promote
+    from pipelines.promotion.registries import Registries, promote
 
     env, _ = local_env
     dead = f"http://{LOOPBACK}:{choose_port(0, 'dead')}"

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from pipelines.procs import Proc
-from pipelines.smoke import run_smoke, sample_row
+from apps.serving.smoke import run_smoke, sample_row
+from pipelines.common.procs import Proc
+from tests.conftest import ensure_running
 
 
 @dataclass(frozen=True)
@@ -30,8 +31,8 @@ def target(request: pytest.FixtureRequest) -> Target:
     expected = request.config.getoption("--expected-version")
     if url:
         return Target(url.rstrip("/"), expected, {})
-    env, _ = request.getfixturevalue("local_env")
-    services = env.running()  # as they are now: earlier tests may have restarted one or promoted a new version
+    env, _ = request.getfixturevalue("local_session")
+    services = ensure_running(env)  # as they are now: earlier tests may have restarted one or promoted a new version
     return Target(services["serving"].url, expected or env.champions()["prod"], services)
 
 

@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from infra.config import load_stack
-from pipelines.cost import Assumptions, estimate
+from infra.pricing.assumptions import Assumptions
+from infra.pricing.estimate import estimate
 from policies.infra.rules import Context, Enforcement, Props, Resource, Rule, Severity, as_list, dig
 
 # The repository the pack belongs to: the pack process reads the stack's settings from its stacks/.
@@ -15,7 +16,7 @@ REPOSITORY = Path(__file__).resolve().parents[3]
 
 REQUIRED_TAGS = ("project", "environment", "owner", "cost-center", "managed-by")
 # Where each taggable type this template creates keeps its tags (AWS tags, GCP labels); Kubernetes
-# objects keep them in metadata.labels. tests/infra/test_policies.py checks this list against the SDKs.
+# objects keep them in metadata.labels. tests/policies/test_infra_policies.py checks this list against the SDKs.
 TAG_FIELDS: dict[str, str] = {
     "aws:budgets/budget:Budget": "tags",
     "aws:cloudwatch/logGroup:LogGroup": "tags",

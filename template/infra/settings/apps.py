@@ -1,0 +1,120 @@
+"""Settings of the apps on each cluster: the served model pin, tracking, monitoring and image pins."""
+
+from __future__ import annotations
+
+from typing import Literal, Self
+
+from pydantic import Field, PositiveInt, model_validator
+
+from infra.settings.base import LOG_RETENTION_DAYS, CommitSha, Digest, Frozen, ImageRef, Quantity, Slug
+
+
+class ModelPin(Frozen):
+    """The model version this environment serves. Changing it in a pull request is a promotion."""
+
+    name: Slug
+    # Required, but may be null: nothing has been promoted to this environment yet.
+    version: PositiveInt | None
+
+
+class ServingSettings(Frozen):
+    model: ModelPin
+    min_replicas: int = Field(default=1, ge=0, le=100)
+    max_replicas: int = Field(default=3, ge=1, le=100)
+    cpu: Quantity = "500m"
+    memory: Quantity = "1Gi"
+    workers: int = Field(default=1, ge=1, le=16)
+    # Largest batch one request may carry; larger requests are refused with 413.
+    max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
+
+    @model_validator(mode="after")
+    def _replicas_ordered(self) -> Self:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})")
+        return self
+
+
+class TrackingSettings(Frozen):
+    # `postgres`: a Postgres StatefulSet in the cluster; `external`: a managed database you provide.
+    database: Literal["postgres", "external"] = "postgres"
+    external_database_host: str | None = None
+    database_storage_gb: int = Field(default=20, ge=1, le=10_000)
+    auth: bool = True
+    cpu: Quantity = "500m"
+    memory: Quantity = "1Gi"
+
+    @model_validator(mode="after")
+    def _external_needs_host(self) -> Self:
+        if (self.database == "external") != (self.external_database_host is not None):
+            raise ValueError("external_database_host is required exactly when database is 'external'")
+        return self
+
+
+class MonitoringSettings(Frozen):
+    enabled: bool = True
+    log_retention_days: int = 30
+    p95_latency_ms: int = Field(default=250, ge=1, le=60_000)
+    error_rate_pct: float = Field(default=1.0, gt=0, le=100)
+    # Input drift: a feature drifts when its KS p-value is below drift_alpha; the sample drifts when
+    # the share of drifted features reaches drift_threshold. Checked by the serving app every minute
+    # (the alert) and by `mlops drift` on drift_schedule (a CronJob on the spot pool).
+    drift_threshold: float = Field(default=0.2, gt=0, le=1)
+    drift_alpha: float = Field(default=0.01, gt=0, lt=1)
+    drift_window_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
+    drift_sample_rows: int = Field(default=2000, ge=100, le=100_000)
+    drift_schedule: str = Field(default="23 * * * *", pattern=r"^\S+( \S+){4}$")
+
+    @model_validator(mode="after")
+    def _retention_supported(self) -> Self:
+        if self.log_retention_days not in LOG_RETENTION_DAYS:
+            raise ValueError(
+                f"log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
+                f"(got {self.log_retention_days})"
+            )
+        return self
+
+
+class ImagePin(Frozen):
+    """One app's image: a `digest` in the stack's own registries (what the images workflow pins), or a
+    full `reference` (the local stack, whose cluster has no registry of this stack's making)."""
+
+    digest: Digest | None = None
+    reference: ImageRef | None = None
+    # The commit the image was built from (`mlops images` compares its build context with the checkout).
+    commit: CommitSha | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Self:
+        if (self.digest is None) == (self.reference is None):
+            raise ValueError("give exactly one of digest (sha256:<64 hex>, in this stack's registries) or reference")
+        return self
+
+
+class ImageSettings(Frozen):
+    """The apps' container images. Required keys that may be null: nothing built yet, so the apps are not
+    deployed (the stack still creates the registries the images workflow pushes to)."""
+
+    serving: ImagePin | None
+    tracking: ImagePin | None
+    # Images each registry repository keeps (ECR lifecycle policy / Artifact Registry cleanup policy).
+    keep_last: int = Field(default=30, ge=3, le=1000)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> Self:
+        if (self.serving is None) != (self.tracking is None):
+            raise ValueError("pin both serving and tracking, or neither: serving needs the tracking server")
+        return self
+
+    @property
+    def pinned(self) -> bool:
+        return self.serving is not None and self.tracking is not None
+
+
+def references_only(images: ImageSettings) -> None:
+    for app in ("serving", "tracking"):
+        pin = getattr(images, app)
+        if pin is not None and pin.digest is not None:
+            raise ValueError(
+                f"images.{app}: a digest names an image in the stack's own registries, and the local "
+                "stack has none: give reference: <registry>/<repository>@sha256:<digest> (or :<tag>)"
+            )

@@ -1,0 +1,184 @@
+"""`mlops local …` and `mlops train`: the model lifecycle on localhost."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from core.errors import CheckFailed
+from infra.config import load_stack
+from pipelines.common.options import FormatOption, repo_root
+from pipelines.common.output import OutputFormat, Report, console, emit, progress
+from pipelines.local.environment import LocalEnvironment, Ports, UpSummary
+
+app = typer.Typer(
+    help="The whole model lifecycle on localhost: tracking, registry, promotion, serving.", no_args_is_help=True
+)
+
+PortOption = typer.Option(min=0, max=65535, help="0 picks a free port")
+
+
+def environment() -> LocalEnvironment:
+    root = repo_root()
+    model = load_stack(root, "local").serving.model.name
+    home = os.environ.get("MLOPS_LOCAL_HOME")  # another state directory (benchmarks, parallel checkouts)
+    return LocalEnvironment(root, model, progress=progress, home=Path(home).resolve() if home else None)
+
+
+@app.command("up")
+def up(
+    train: Annotated[
+        bool, typer.Option("--train", help="Train and promote a new version even if prod serves one.")
+    ] = False,
+    object_store_port: Annotated[int, PortOption] = 0,
+    tracking_port: Annotated[int, PortOption] = 0,
+    serving_port: Annotated[int, PortOption] = 0,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Start (or reuse) the object store, MLflow and BentoML; train and promote when needed; smoke-test."""
+    env = environment()
+    summary = env.up(train=train, ports=Ports(object_store_port, tracking_port, serving_port))
+    render_summary(summary, fmt)
+    if summary.refused:
+        raise CheckFailed(summary.refused, hint="the previous version keeps serving; see the gate results above")
+    if not all(ok for _, ok, _ in summary.smoke):
+        raise CheckFailed("the smoke test failed", hint=f"see the serving log: {summary.services['serving'].log}")
+
+
+def render_summary(summary: UpSummary, fmt: OutputFormat) -> None:
+    services = [
+        [name, proc.url, proc.pid, "reused" if name in summary.reused else "started"]
+        for name, proc in summary.services.items()
+    ]
+    gates = [
+        [
+            p["environment"],
+            p["model_version"],
+            "passed" if p["passed"] else "refused",
+            "; ".join(f"{r['rule']}: {r['detail']}" for r in p["rules"] if not r["passed"]) or "all rules passed",
+        ]
+        for p in summary.promotions
+    ]
+    data: dict[str, Any] = {
+        "services": {
+            n: {"url": p.url, "pid": p.pid, "log": p.log, "reused": n in summary.reused}
+            for n, p in summary.services.items()
+        },
+        "trained_version": summary.trained_version,
+        "champions": summary.champions,
+        "gates": summary.promotions,
+        "served_version": summary.served_version,
+        "smoke": [{"check": c, "passed": ok, "detail": d} for c, ok, d in summary.smoke],
+        "seconds": round(summary.seconds, 1),
+        "logs": summary.logs,
+    }
+    if fmt is OutputFormat.JSON:
+        emit(Report("local environment", [], data=data), fmt)
+        return
+    emit(Report("Services (127.0.0.1 only)", ["service", "url", "pid", ""], services), fmt)
+    emit(
+        Report(
+            "Model versions per environment (alias champion)",
+            ["environment", "serves"],
+            [[env, f"v{v}" if v else "nothing yet"] for env, v in summary.champions.items()],
+        ),
+        fmt,
+    )
+    if gates:
+        emit(
+            Report(
+                f"Promotion gates (trained version {summary.trained_version})",
+                ["environment", "version", "verdict", "details"],
+                gates,
+            ),
+            fmt,
+        )
+    if summary.smoke:
+        emit(
+            Report(
+                "Smoke test",
+                ["check", "result", "detail"],
+                [[c, "ok" if ok else "FAILED", d] for c, ok, d in summary.smoke],
+            ),
+            fmt,
+        )
+    serving = summary.services["serving"].url
+    tracking = summary.services["tracking"].url
+    serves = f"prod serves v{summary.served_version}" if summary.served_version else "prod serves nothing yet"
+    console.print(
+        f"\nLocal platform {'up' if not summary.refused else 'up, promotion refused'} in {summary.seconds:.1f}s: "
+        f"{serves} at {serving}/predict\n"
+        f"  MLflow UI: {tracking}    metrics: {serving}/metrics    logs: {summary.logs}\n"
+        f"  try:  curl -s -X POST {serving}/predict -H 'content-type: application/json' "
+        f"-d @apps/serving/smoke_example.json\n"
+        f"  drift: `mlops drift --env local` (the served inputs against the training data; "
+        f"`python -m pipelines.bench.serving` for latency)\n"
+        f"  next: `mlops local up --train` (new version through the gates), `mlops local status`, `mlops local down`"
+    )
+
+
+@app.command("status")
+def status(fmt: FormatOption = OutputFormat.TABLE) -> None:
+    """What the local environment runs, and what each environment serves."""
+    env = environment()
+    rows = env.status()
+    if not rows:
+        console.print("The local environment is not running: start it with `mlops local up`.")
+        return
+    emit(
+        Report(
+            "Local services",
+            ["service", "url", "pid", "state", "rss_mb", "log"],
+            [list(r.values()) for r in rows],
+            data=rows,
+        ),
+        fmt,
+    )
+    if fmt is not OutputFormat.JSON and any(r["service"] == "tracking" and r["state"] == "running" for r in rows):
+        emit(
+            Report(
+                "Model versions per environment",
+                ["environment", "serves"],
+                [[e, f"v{v}" if v else "nothing yet"] for e, v in env.champions().items()],
+            ),
+            fmt,
+        )
+
+
+@app.command("down")
+def down(
+    purge: Annotated[bool, typer.Option("--purge", help="Also delete the registry, artifacts and logs.")] = False,
+) -> None:
+    """Stop everything `local up` started (by process group). Data is kept unless --purge."""
+    env = environment()
+    stopped = env.down(purge=purge)
+    if stopped:
+        console.print(f"Stopped: {', '.join(stopped)}." + (" Data purged." if purge else f" Data kept in {env.home}."))
+    else:
+        console.print("Nothing was running." + (" Data purged." if purge else ""))
+
+
+@app.command("promote")
+def promote_cmd(
+    model: Annotated[str, typer.Argument(help="Model name, e.g. the reference model from the stack files.")],
+    version: Annotated[int, typer.Option("--version", help="Model version (its number in the dev registry).")],
+    to: Annotated[str, typer.Option("--to", help="Target environment: dev, staging or prod.")],
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Gate a version and move it into an environment's local registry (no git; see `mlops promote`)."""
+    from pipelines.promotion.registries import promote  # noqa: PLC0415
+
+    env = environment()
+    result = promote(model, version, to, env.registries(), actor="mlops local promote")
+    emit(
+        Report(
+            f"{model} version {version} → {to}",
+            ["rule", "passed", "detail"],
+            [[r.rule, r.passed, r.detail] for r in result.verdict.rules],
+            data=result.verdict.as_dict(),
+        ),
+        fmt,
+    )

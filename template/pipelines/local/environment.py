@@ -1,0 +1,374 @@
+"""The local environment: the whole model lifecycle on 127.0.0.1, with the code the cloud runs.
+
+`up` starts (or reuses) an S3-compatible store, an MLflow tracking server and BentoML serving, each
+in its own process group, concurrently; trains the reference model when asked (or when prod serves
+nothing); promotes it dev → staging → prod through the promotion policies; waits until serving has
+the prod version; smoke-tests it. State (pids, ports, logs, SQLite registry) lives in `.mlops/local/`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from core.errors import EnvironmentProblem
+from infra.settings import PROMOTION_ORDER
+from pipelines.common.procs import (
+    LOOPBACK,
+    Proc,
+    choose_port,
+    group_rss_bytes,
+    port_in_use,
+    save_state,
+    serving_command,
+    spawn,
+    stop,
+    wait_http,
+)
+from pipelines.local import objectstore
+from policies.models import POLICY_DIR
+
+SERVICES = ("object_store", "tracking", "serving")
+HEALTH = {"object_store": "/moto-api/", "tracking": "/health", "serving": "/livez"}
+BUCKET_PREFIX = "mlops-local"
+
+
+@dataclass
+class Ports:
+    object_store: int = 0
+    tracking: int = 0
+    serving: int = 0
+
+
+@dataclass
+class UpSummary:
+    services: dict[str, Proc]
+    reused: list[str]
+    trained_version: int | None
+    promotions: list[dict[str, Any]] = field(default_factory=list)
+    champions: dict[str, int | None] = field(default_factory=dict)
+    smoke: list[tuple[str, bool, str]] = field(default_factory=list)
+    served_version: int | None = None
+    seconds: float = 0.0
+    logs: str = ""
+    refused: str | None = None
+
+
+class LocalEnvironment:
+    def __init__(
+        self,
+        root: Path,
+        model: str,
+        progress: Callable[[str], None] = lambda _: None,
+        home: Path | None = None,
+        policy_dir: Path | None = None,
+    ) -> None:
+        self.root = root
+        self.policy_dir = policy_dir
+        self.model = model
+        self.progress = progress
+        self.home = home or root / ".mlops" / "local"
+        self.state_file = self.home / "state.json"
+        self.logs = self.home / "logs"
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> dict[str, Proc]:
+        if not self.state_file.is_file():
+            return {}
+        raw = json.loads(self.state_file.read_text())
+        return {name: Proc(**raw[name]) for name in SERVICES if isinstance(raw.get(name), dict)}
+
+    def running(self) -> dict[str, Proc]:
+        """Services from the state file that are alive and answer their health endpoint."""
+        healthy = {}
+        for name, proc in self.state().items():
+            if proc.alive() and _answers(proc.url + HEALTH[name]):
+                healthy[name] = proc
+        return healthy
+
+    def tracking_uri(self) -> str:
+        proc = self.state().get("tracking")
+        if proc is None or not (proc.alive() and _answers(proc.url + HEALTH["tracking"])):
+            raise EnvironmentProblem("the local MLflow server is not running", hint="start it with `mlops local up`")
+        return proc.url
+
+    def registries(self) -> Any:
+        from pipelines.promotion.registries import Registries  # noqa: PLC0415
+
+        uri = self.tracking_uri()
+        store = self.state().get("object_store")
+        if store is not None and store.alive():
+            # Registry copies live in the local store: this process reads and writes them directly.
+            os.environ.update(objectstore.client_env(store.port))
+        envs = [e.value for e in PROMOTION_ORDER]
+        return Registries(
+            tracking_uris=dict.fromkeys(envs, uri),
+            artifact_locations={e: f"s3://{objectstore.bucket(BUCKET_PREFIX, e)}/registry" for e in envs},
+        )
+
+    # ------------------------------------------------------------------ up
+    def up(self, train: bool = False, ports: Ports | None = None) -> UpSummary:
+        started = time.monotonic()
+        ports = ports or Ports()
+        self.home.mkdir(parents=True, exist_ok=True)
+        previous = self.state()
+        running = self.running()
+        if train or "tracking" not in running:  # training may follow: import its heavy modules while servers boot
+            threading.Thread(target=_warm_up_imports, name="warm-up", daemon=True).start()
+        for name, proc in previous.items():  # half-dead leftovers of an earlier run
+            if name not in running:
+                stop(proc)
+        services = dict(running)
+        # A server that comes back takes its previous port when it can, so that its clients' settings stay
+        # right; when it cannot, the servers configured with its old address are restarted too.
+        requested = {"object_store": ports.object_store, "tracking": ports.tracking, "serving": ports.serving}
+        # Every port is settled before anything starts: a taken port fails the command with nothing started.
+        chosen = {
+            name: choose_port(_preferred_port(requested[name], previous.get(name)), name.replace("_", " "))
+            for name in SERVICES
+            if name not in services
+        }
+        starters = {
+            "object_store": self._start_object_store,
+            "tracking": self._start_tracking,
+            "serving": self._start_serving,
+        }
+        for index, name in enumerate(SERVICES):
+            if name in services:
+                continue
+            port = chosen.get(name) or choose_port(_preferred_port(requested[name], previous.get(name)), name)
+            proc = starters[name](port, services)
+            services[name] = proc
+            old = previous.get(name)
+            if old is not None and old.port != proc.port:
+                for dependent in SERVICES[index + 1 :]:
+                    if dependent in services:
+                        stop(services.pop(dependent))
+        reused = [name for name in SERVICES if services[name] is running.get(name)]
+        os.environ.update(objectstore.client_env(services["object_store"].port))
+        save_state(self.state_file, {**services, "model": self.model})
+
+        self.progress("waiting for the object store")
+        wait_http(services["object_store"], HEALTH["object_store"], timeout=30)
+        if "object_store" not in reused:
+            objectstore.ensure_buckets(services["object_store"].port, BUCKET_PREFIX)
+            restored = objectstore.restore(services["object_store"].port, self.home / "objects")
+            if restored:
+                self.progress(f"restored {restored} artifacts into the object store")
+        self.progress("waiting for the MLflow tracking server")
+        wait_http(services["tracking"], HEALTH["tracking"], timeout=120)
+
+        summary = UpSummary(services=services, reused=reused, trained_version=None, logs=str(self.logs))
+        summary.champions = self.champions()
+        if train or summary.champions.get("prod") is None:
+            self._train_and_promote(services["tracking"].url, summary)
+        summary.champions = self.champions()
+        expected = summary.champions.get("prod")
+        if expected is None:  # the first promotion was refused: there is nothing to serve or smoke-test yet
+            summary.seconds = time.monotonic() - started
+            return summary
+        self.progress("waiting for BentoML serving to have the prod model")
+        wait_http(services["serving"], "/readyz", timeout=180)
+        summary.served_version = self._wait_served_version(services["serving"], expected, timeout=60)
+        from apps.serving.smoke import run_smoke  # noqa: PLC0415
+
+        self.progress("smoke-testing the serving endpoint")
+        smoke = run_smoke(services["serving"].url, expected_version=expected)
+        summary.smoke = smoke.checks
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    def _train_and_promote(self, tracking_uri: str, summary: UpSummary) -> None:
+        from apps.training.train import train  # noqa: PLC0415
+        from core.registry import registered_name  # noqa: PLC0415
+        from pipelines.promotion.registries import PromotionRefused, promote  # noqa: PLC0415
+
+        self._ensure_experiment(tracking_uri)
+        self.progress(f"training {self.model} into the dev registry")
+        result = train(tracking_uri, registered_name("dev", self.model), experiment="training")
+        summary.trained_version = result.version
+        registries = self.registries()
+        for environment in (e.value for e in PROMOTION_ORDER):
+            self.progress(f"gate + promote {self.model} version {result.version} to {environment}")
+            try:
+                promotion = promote(
+                    self.model,
+                    result.version,
+                    environment,
+                    registries,
+                    policy_dir=self.policy_dir or POLICY_DIR,
+                    actor="mlops local up",
+                )
+            except PromotionRefused as refused:
+                summary.promotions.append({"environment": environment, **refused.verdict.as_dict()})
+                summary.refused = refused.message
+                return
+            summary.promotions.append({"environment": environment, **promotion.verdict.as_dict()})
+
+    def _ensure_experiment(self, tracking_uri: str) -> None:
+        from core.registry import client_for  # noqa: PLC0415
+
+        client = client_for(tracking_uri)
+        if client.get_experiment_by_name("training") is None:
+            client.create_experiment(
+                "training", artifact_location=f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/training"
+            )
+
+    def champions(self) -> dict[str, int | None]:
+        """The model version each environment serves (one light REST call each: no MLflow import)."""
+        from core.registry import champion_model_version, registered_name  # noqa: PLC0415
+
+        uri = self.tracking_uri()
+        return {
+            env.value: champion_model_version(uri, registered_name(env.value, self.model)) for env in PROMOTION_ORDER
+        }
+
+    def _wait_served_version(self, serving: Proc, expected: int | None, timeout: float) -> int | None:
+        deadline = time.monotonic() + timeout
+        served = None
+        while time.monotonic() < deadline:
+            served = _served_version(serving.url)
+            if expected is None or served == expected:
+                return served
+            time.sleep(0.5)
+        raise EnvironmentProblem(
+            f"serving still has model version {served}, not {expected}, after {timeout:.0f}s", hint=f"see {serving.log}"
+        )
+
+    # ------------------------------------------------------------------ processes
+    def _bin(self, name: str) -> str:
+        path = Path(sys.executable).parent / name
+        if not path.exists():
+            raise EnvironmentProblem(f"{name} is not installed in {path.parent}", hint="run `make install`")
+        return str(path)
+
+    def _base_env(self) -> dict[str, str]:
+        return {
+            # Servers cache their bytecode in .venv (see pipelines/__init__.py): later starts are ~3x faster.
+            "PYTHONDONTWRITEBYTECODE": "",
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "BENTOML_DO_NOT_TRACK": "true",
+            "DO_NOT_TRACK": "true",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _spawn(self, name: str, command: list[str], port: int, env: dict[str, str]) -> Proc:
+        url = f"http://{LOOPBACK}:{port}"
+        return spawn(name, command, port=port, log=self.logs / f"{name}.log", url=url, env=env, cwd=self.root)
+
+    def _start_object_store(self, port: int, _services: dict[str, Proc]) -> Proc:
+        self.progress(f"starting the S3-compatible object store (moto) on {LOOPBACK}:{port}")
+        return self._spawn(
+            "object_store", [self._bin("moto_server"), "-H", LOOPBACK, "-p", str(port)], port, self._base_env()
+        )
+
+    def _start_tracking(self, port: int, services: dict[str, Proc]) -> Proc:
+        from apps.tracking.server import SERVER_ENV, server_command  # noqa: PLC0415
+
+        self.progress(f"starting the MLflow tracking server on {LOOPBACK}:{port}")
+        command = server_command(
+            self._bin("mlflow"),
+            LOOPBACK,
+            port,
+            backend_store_uri=f"sqlite:///{self.home / 'mlflow.db'}",
+            artifact_root=f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/mlflow",
+        )
+        env = {**self._base_env(), **objectstore.client_env(services["object_store"].port), **SERVER_ENV}
+        return self._spawn("tracking", command, port, env)
+
+    def _start_serving(self, port: int, services: dict[str, Proc]) -> Proc:
+        from core.registry import registered_name  # noqa: PLC0415
+
+        self.progress(f"starting BentoML serving on {LOOPBACK}:{port} (it loads the prod model when there is one)")
+        command = [*serving_command(Path(self._bin("bentoml")).parent, port), "--working-dir", str(self.root)]
+        env = {
+            **self._base_env(),
+            **objectstore.client_env(services["object_store"].port),
+            "MLFLOW_TRACKING_URI": services["tracking"].url,
+            "MODEL_NAME": registered_name("prod", self.model),
+            "MODEL_REFRESH_SECONDS": "2",
+            "SERVING_ENVIRONMENT": "local",
+            "DRIFT_CHECK_SECONDS": "5",  # quick feedback on a laptop; the clusters use the default (60)
+            "BENTOML_HOME": str(self.home / "bentoml"),
+        }
+        return self._spawn("serving", command, port, env)
+
+    # ------------------------------------------------------------------ status / down
+    def status(self) -> list[dict[str, Any]]:
+        rows = []
+        for name, proc in self.state().items():
+            alive = proc.alive()
+            rows.append(
+                {
+                    "service": name,
+                    "url": proc.url,
+                    "pid": proc.pid,
+                    "state": "running"
+                    if alive and _answers(proc.url + HEALTH[name])
+                    else ("starting/unhealthy" if alive else "stopped"),
+                    "rss_mb": round(group_rss_bytes(proc.pid) / 2**20) if alive else 0,
+                    "log": proc.log,
+                }
+            )
+        return rows
+
+    def down(self, purge: bool = False) -> list[str]:
+        state = self.state()
+        stopped = []
+        store = state.get("object_store")
+        if store and store.alive() and _answers(store.url + HEALTH["object_store"]):
+            snapshot_dir = self.home / "objects"
+            shutil.rmtree(snapshot_dir, ignore_errors=True)
+            count = objectstore.snapshot(store.port, BUCKET_PREFIX, snapshot_dir)
+            self.progress(f"kept {count} artifacts in {snapshot_dir}")
+        for name in reversed(SERVICES):  # serving first, the store last
+            proc = state.get(name)
+            if proc and stop(proc):
+                stopped.append(name)
+        self.state_file.unlink(missing_ok=True)
+        if purge:
+            shutil.rmtree(self.home, ignore_errors=True)
+        return stopped
+
+
+def _preferred_port(requested: int, previous: Proc | None) -> int:
+    if requested or previous is None or port_in_use(previous.port):
+        return requested
+    return previous.port
+
+
+def _warm_up_imports() -> None:
+    import mlflow.sklearn  # noqa: F401, PLC0415
+    import skops.io  # noqa: F401, PLC0415
+
+    import apps.training.train  # noqa: F401, PLC0415
+    import pipelines.promotion.registries  # noqa: F401, PLC0415
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def _served_version(url: str) -> int | None:
+    try:
+        response = httpx.post(url + "/model", json={}, timeout=5)
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    version = response.json().get("model_version")
+    return int(version) if version is not None else None

@@ -1,0 +1,113 @@
+"""The serving app through the ASGI test client: validated input (4xx, never 500), headers, readiness."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from apps.serving.config import ServingConfig
+from apps.serving.smoke import sample_row
+from tests.conftest import ROOT
+
+MAX_ROWS = 5
+
+
+@pytest.fixture(scope="module")
+def sqlite_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A registry with one trained version and the alias `champion`, in SQLite (no server needed)."""
+    from mlflow import MlflowClient
+
+    from apps.training.train import train
+
+    home = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    client.create_experiment("training", artifact_location=str(home / "artifacts"))
+    result = train(uri, "prod.diagnosis")
+    client.set_registered_model_alias("prod.diagnosis", "champion", str(result.version))
+    return uri
+
+
+@pytest.fixture(scope="module")
+def client(sqlite_registry: str) -> Iterator[TestClient]:
+    os.environ.update(
+        MLFLOW_TRACKING_URI=sqlite_registry,
+        MODEL_NAME="prod.diagnosis",
+        MAX_BATCH_ROWS=str(MAX_ROWS),
+        SERVING_ENVIRONMENT="test",
+    )
+    from apps.serving.service import ModelService
+
+    with TestClient(ModelService.to_asgi()) as test_client:
+        deadline = time.monotonic() + 60
+        while test_client.get("/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "the model did not load within 60 s"
+            time.sleep(0.2)
+        yield test_client
+
+
+def test_prediction_round_trip_with_model_headers(client: TestClient) -> None:
+    response = client.post("/predict", json={"instances": [sample_row(), sample_row()]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["predictions"] == [0, 0], "row 0 of the dataset is malignant (class 0)"
+    assert all(0 <= p <= 1 for p in body["probabilities"])
+    assert response.headers["x-model-name"] == "prod.diagnosis"
+    assert response.headers["x-model-version"] == "1" == str(body["model"]["version"])
+
+
+def test_model_endpoint_reports_what_is_served(client: TestClient) -> None:
+    info = client.post("/model", json={}).json()
+    assert (info["ready"], info["model_version"], info["n_features"], info["environment"]) == (True, 1, 30, "test")
+
+
+BAD: dict[str, tuple[dict[str, Any], int, str]] = {
+    "wrong shape": ({"json": {"instances": [[1.0, 2.0]]}}, 422, "every row must have 30 features"),
+    "ragged rows": ({"json": {"instances": [[1.0] * 30, [1.0] * 29]}}, 422, "got rows of [29, 30]"),
+    "wrong type": ({"json": {"instances": [["a"] * 30]}}, 400, "valid number"),
+    "NaN": ({"content": '{"instances": [[NaN' + ", 1.0" * 29 + "]]}"}, 400, "finite number"),
+    "infinity": ({"content": '{"instances": [[Infinity' + ", 1.0" * 29 + "]]}"}, 400, "finite number"),
+    "oversized batch": ({"json": {"instances": [[1.0] * 30] * (MAX_ROWS + 1)}}, 413, f"limit of {MAX_ROWS}"),
+    "empty batch": ({"json": {"instances": []}}, 400, "at least 1 item"),
+    "missing field": ({"json": {"rows": [[1.0] * 30]}}, 400, "Field required"),
+    "non-JSON body": ({"content": "hello"}, 400, "Invalid JSON"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_bad_input_is_a_4xx_with_a_message(client: TestClient, case: str) -> None:
+    kwargs, status, message = BAD[case]
+    if "content" in kwargs:
+        kwargs = {**kwargs, "headers": {"content-type": "application/json"}}
+    response = client.post("/predict", **kwargs)
+    assert response.status_code == status, response.text
+    assert message in response.text
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "MLFLOW_TRACKING_URI: Field required"),
+        ({"MLFLOW_TRACKING_URI": "http://x", "MODEL_NAME": "Prod Model"}, "MODEL_NAME: String should match"),
+        ({"MLFLOW_TRACKING_URI": "http://x", "MODEL_NAME": "prod.m", "MODEL_VERSION": "0"}, "MODEL_VERSION"),
+        ({"MLFLOW_TRACKING_URI": "http://x", "MODEL_NAME": "prod.m", "MAX_BATCH_ROWS": "lots"}, "MAX_BATCH_ROWS"),
+    ],
+)
+def test_serving_config_names_the_bad_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match="invalid serving configuration") as raised:
+        ServingConfig.from_env(env)
+    assert message in str(raised.value)
+
+
+def test_pinned_version_config() -> None:
+    config = ServingConfig.from_env({"MLFLOW_TRACKING_URI": "http://x", "MODEL_NAME": "prod.m", "MODEL_VERSION": "7"})
+    assert config.model_version == 7 and config.model_alias == "champion"
+
+
+def test_example_row_file_exists() -> None:
+    assert (ROOT / "apps" / "serving" / "smoke_example.json").is_file()
