@@ -33,6 +33,28 @@ def test_lock_matches_pyproject(installed: Path) -> None:
 def test_generated_lint_passes(installed: Path) -> None:
     result = run(["make", "lint"], installed, env=CLEAN_ENV)
     assert "4 of 4 stack files valid" in result.stdout
+    assert "Contracts: 5 kept, 0 broken." in result.stdout, "the import layering is checked in every variant"
+
+
+@pytest.mark.parametrize(
+    ("module", "imports", "contract"),
+    [
+        ("apps/serving/probe.py", "import pipelines.cli", "apps and infra never import"),
+        ("pipelines/common/probe.py", "import pipelines.release.gate", "a flow imports the flows below it"),
+        ("pipelines/plan/probe.py", "import pipelines.release.pins", "a flow imports the flows below it"),
+    ],
+)
+def test_import_contracts_catch_an_upward_import(installed: Path, module: str, imports: str, contract: str) -> None:
+    """The layering check can fail: one upward import breaks its contract (and nothing is left behind)."""
+    probe = installed / module
+    probe.write_text(f'"""A probe of the import contracts."""\n\n{imports}  # noqa: F401\n')
+    try:
+        result = run(["uv", "run", "--frozen", "lint-imports"], installed, env=CLEAN_ENV, check=False)
+    finally:
+        probe.unlink()
+    assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout
+    report = result.stdout.split("Broken contracts", 1)[1]
+    assert contract in report and module.removesuffix(".py").replace("/", ".") in report, report
 
 
 def test_generated_test_suite_passes(installed: Path) -> None:

@@ -23,6 +23,7 @@ TOP_LEVEL = {
     "Pulumi.yaml",
     "README.md",
     "apps",
+    "core",
     "infra",
     "pipelines",
     "policies",

@@ -42,3 +42,9 @@ def test_every_flow_is_placed_in_the_import_layers() -> None:
     placed = {name.strip() for layer in layers for name in layer.split("|")}
     flows = {p.name for p in (ROOT / "pipelines").iterdir() if (p / "__init__.py").is_file()}
     assert flows | {"cli"} == placed
+
+
+def test_the_readme_names_every_flow() -> None:
+    readme = (ROOT / "README.md").read_text()
+    flows = {p.name for p in (ROOT / "pipelines").iterdir() if (p / "__init__.py").is_file()}
+    assert {f for f in flows if f"| `{f}/` |" not in readme} == set(), "add the flow to the README's layout table"
