@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -35,20 +34,24 @@ def sqlite_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def client(sqlite_registry: str) -> Iterator[TestClient]:
-    os.environ.update(
-        MLFLOW_TRACKING_URI=sqlite_registry,
-        MODEL_NAME="prod.diagnosis",
-        MAX_BATCH_ROWS=str(MAX_ROWS),
-        SERVING_ENVIRONMENT="test",
-    )
-    from apps.serving.service import ModelService
+    # The service reads its settings from the environment; undone afterwards, so that servers other
+    # tests start (they inherit this process's environment) never get a limit of 5 rows.
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in {
+            "MLFLOW_TRACKING_URI": sqlite_registry,
+            "MODEL_NAME": "prod.diagnosis",
+            "MAX_BATCH_ROWS": str(MAX_ROWS),
+            "SERVING_ENVIRONMENT": "test",
+        }.items():
+            patch.setenv(name, value)
+        from apps.serving.service import ModelService
 
-    with TestClient(ModelService.to_asgi()) as test_client:
-        deadline = time.monotonic() + 60
-        while test_client.get("/readyz").status_code != 200:
-            assert time.monotonic() < deadline, "the model did not load within 60 s"
-            time.sleep(0.2)
-        yield test_client
+        with TestClient(ModelService.to_asgi()) as test_client:
+            deadline = time.monotonic() + 60
+            while test_client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "the model did not load within 60 s"
+                time.sleep(0.2)
+            yield test_client
 
 
 def test_prediction_round_trip_with_model_headers(client: TestClient) -> None:
