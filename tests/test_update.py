@@ -48,7 +48,7 @@ def test_update_keeps_user_edits_and_answers(template_v1: Path, tmp_path: Path) 
     makefile.write_text(makefile.read_text() + "\nversion: ## Print the template version\n\t@echo v2\n")
     staging = template_v1 / "template" / "stacks" / "Pulumi.staging.yaml.jinja"
     staging.write_text(
-        staging.read_text().replace("validated by infra/settings.py.", "validated by infra/settings.py (v2).")
+        staging.read_text().replace("validated by infra/settings/.", "validated by infra/settings/ (v2).")
     )
     run(["git", "commit", "-qam", "template v2"], template_v1)
     run(["git", "tag", "v2"], template_v1)

@@ -51,7 +51,7 @@ def validate(envs: EnvOption = None, all_stacks: AllOption = False, fmt: FormatO
         err_console.print(f"[bold red]error:[/bold red] {failure}")
     if failures:
         raise CheckFailed(
-            f"{len(failures)} stack file(s) invalid", hint="fix the keys listed above; the schema is infra/settings.py"
+            f"{len(failures)} stack file(s) invalid", hint="fix the keys listed above; the schema is infra/settings/"
         )
 
 
