@@ -1,4 +1,4 @@
-"""Model registry operations that promotion needs, against any MLflow server.
+"""Model registry operations that training, serving and promotion share, against any MLflow server.
 
 Each environment has its own registered model (`<env>.<model>`; in the cloud, on its own server).
 A model's identity across environments is its **model version**: the version number it got when it

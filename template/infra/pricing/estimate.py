@@ -1,7 +1,7 @@
 """The monthly cost of a stack, from its planned resources, the stack's assumptions and a price table.
 
 Pure arithmetic over plain data: a resource (type, name, properties as the engine sends them) is
-priced by the rule for its type, with list prices from `pipelines/prices.yaml` (each figure with its
+priced by the rule for its type, with list prices from `prices.yaml` (each figure with its
 source and date) and the assumptions no resource states (node hours, stored GB, log volume) from the
 stack settings. A resource nobody knows how to price is reported as *unpriced*, never as zero.
 

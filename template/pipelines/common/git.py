@@ -1,9 +1,8 @@
-"""Git as the desired state: the model pin of each environment, read and changed through git.
+"""Git for the flows that change the desired state by pull request (promotions, rollbacks, image pins).
 
 Every write happens in a scratch worktree made from the remote's branch (the person's own checkout,
 index and current branch are never touched), ends in one push, and is undone locally when the push
-fails. A promotion commit changes exactly one line, `serving.model.version` of one stack file, and
-says so in its trailers, which `rollback` and `report` read back.
+fails. A change says what it is in its commit trailers, which `rollback` and `report` read back.
 """
 
 from __future__ import annotations

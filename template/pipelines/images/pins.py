@@ -1,10 +1,9 @@
-"""The apps' container images: where a build is pushed, which build each environment pins, and pinning
-a new build by pull request (the same git-first path as a model promotion).
+"""`mlops images pin`: pin a new build of the apps' images in an environment's stack file by pull
+request (the same git-first path as a model promotion), and read the pins back.
 
-A build is identified by its digest; what it was built from, by the commit and its *build context*:
-the Dockerfile, `.dockerignore` and every path the Dockerfile copies, as git trees. Two commits with
-the same context make the same image, so an environment is `current` when its build's context is
-the checkout's, whatever else changed in between.
+A build is identified by its digest; what it was built from, by the commit and its *build context*
+(`contexts.py`). Outside dev, a build is accepted only when its context is what the previous
+environment runs.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`mlops local …` and `mlops train`: the model lifecycle on localhost."""
+"""`mlops local up|status|down|promote`: the model lifecycle on localhost."""
 
 from __future__ import annotations
 

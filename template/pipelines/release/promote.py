@@ -1,5 +1,6 @@
-"""Model releases by pull request: promote (open the PR), sync (make a registry follow git), rollback
-(revert the last promotion) and the audit trail. The decision on a PR is `pipelines.gate`.
+"""`mlops promote`: open the pull request that changes an environment's model pin, after checking the
+version is in the source registry; and which registries this checkout talks to. `sync`, `rollback`
+and `report` (`sync.py`, `rollback.py`, `audit.py`) build on it; the decision on a PR is `gate.py`.
 
 Git is the desired state: the pin in `stacks/Pulumi.<env>.yaml` says what an environment serves.
 The registries follow git, never the other way around: `sync` copies the pinned version into the
