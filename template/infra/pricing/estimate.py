@@ -16,21 +16,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from infra.pricing.assumptions import Assumptions
 from infra.pricing.lines import Estimate, Line, NotPriced, PricedResource, Unpriced
 from infra.pricing.rules import PRICING, Pricing
 from infra.pricing.table import OFFERED_REGIONS, PriceTable, shipped_prices
-
-if TYPE_CHECKING:
-    pass
-
-
-# --- reading properties (plain dicts and the engine's read-only proxies alike) ---------------------
-
-
-# --- the pricing rules ---------------------------------------------------------------------------
 
 
 def cloud_of(resource: PricedResource, clouds: Iterable[str]) -> str | None:

@@ -198,6 +198,14 @@ def _gcp_router_nat(p: Pricing, res: PricedResource) -> list[Line]:
     ]
 
 
+S3_CLASSES = {
+    "INTELLIGENT_TIERING": "s3_intelligent_tiering_gb",
+    "STANDARD_IA": "s3_standard_ia_gb",
+    "ONEZONE_IA": "s3_standard_ia_gb",
+    "GLACIER_IR": "s3_glacier_ir_gb",
+    "GLACIER": "s3_glacier_gb",
+    "DEEP_ARCHIVE": "s3_deep_archive_gb",
+}
 GCS_CLASSES = {
     "STANDARD": "gcs_standard_gb",
     "NEARLINE": "gcs_nearline_gb",
@@ -357,14 +365,4 @@ PRICING: dict[str, Callable[[Pricing, PricedResource], list[Line]]] = {
     "gcp:monitoring/alertPolicy:AlertPolicy": _alert_policy,
     "kubernetes:core/v1:Service": _k8s_service,
     "kubernetes:apps/v1:StatefulSet": _k8s_stateful_set,
-}
-
-
-S3_CLASSES = {
-    "INTELLIGENT_TIERING": "s3_intelligent_tiering_gb",
-    "STANDARD_IA": "s3_standard_ia_gb",
-    "ONEZONE_IA": "s3_standard_ia_gb",
-    "GLACIER_IR": "s3_glacier_ir_gb",
-    "GLACIER": "s3_glacier_gb",
-    "DEEP_ARCHIVE": "s3_deep_archive_gb",
 }

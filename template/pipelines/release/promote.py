@@ -65,9 +65,6 @@ def github_repository(root: Path, environment: str) -> str | None:
     return settings.github.repository if settings.github else None
 
 
-# --- promote --------------------------------------------------------------------------------------
-
-
 @dataclass
 class PromotionRequest:
     environment: str
@@ -211,12 +208,3 @@ def open_pull_request(
         f"gh pr create --base {base} --head {request.branch} --title {title!r}"
         + (f"   (or open {compare})" if compare else "")
     )
-
-
-# --- sync -----------------------------------------------------------------------------------------
-
-
-# --- rollback -------------------------------------------------------------------------------------
-
-
-# --- report ---------------------------------------------------------------------------------------
