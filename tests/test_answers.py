@@ -107,7 +107,7 @@ def _regions_in_validator(question: str) -> list[str]:
 
 
 def test_offered_regions_match_the_settings_schema() -> None:
-    settings = (TEMPLATE / "infra" / "settings.py").read_text()
+    settings = (TEMPLATE / "infra" / "settings" / "base.py").read_text()
     for question, constant in (("aws_region", "AWS_REGIONS"), ("gcp_region", "GCP_REGIONS")):
         regions = _regions_in_validator(question)
         block = re.search(rf"^{constant} = \((.*?)\)$", settings, re.MULTILINE | re.DOTALL)
