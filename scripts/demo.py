@@ -1,7 +1,7 @@
 """`make demo`: render the template with its default answers and run the main job in the result.
 
 Re-running is safe: the rendered files are refreshed in place (the generated project's .venv and
-local state are kept), so a second run is fast.
+local state are kept), so a second run is fast; files a newer template no longer makes are removed.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -43,8 +44,23 @@ def main(argv: list[str]) -> int:
 
 
 def _refresh(destination: Path) -> None:
+    """Render again in place. A file the template no longer makes (a module that moved) is removed when
+    it is as the demo's commit has it, so a new layout does not run beside the old one; a file someone
+    changed is kept, and named."""
     import copier
 
+    with tempfile.TemporaryDirectory() as scratch:
+        made = {str(p.relative_to(scratch)) for p in render(Path(scratch) / "fresh", {}).rglob("*") if p.is_file()}
+        made = {path.removeprefix("fresh/") for path in made}
+    tracked = run(["git", "ls-files"], destination).stdout.splitlines() if (destination / ".git").exists() else []
+    for path in sorted(set(tracked) - made):
+        if not (destination / path).exists():
+            continue
+        if run(["git", "diff", "--quiet", "HEAD", "--", path], destination, check=False).returncode == 0:
+            (destination / path).unlink()
+            print(f"    removed {path} (no longer in the template)")
+        else:
+            print(f"    kept {path}: no longer in the template, but changed here")
     copier.run_copy(
         str(ROOT),
         str(destination),
