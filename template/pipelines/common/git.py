@@ -75,6 +75,15 @@ class Git:
             )
         return self.run("remote", "get-url", remote)
 
+    def start_change(self, remote: str, base: str) -> str:
+        """What every change by pull request checks first (a repository, a clean working tree, the
+        remote), then fetch the remote's base: the ref the change is made from."""
+        self.require_repository()
+        self.require_clean()
+        self.require_remote(remote)
+        self.fetch(remote, base)
+        return f"{remote}/{base}"
+
     def fetch(self, remote: str, branch: str) -> str:
         """Fetch `branch` from `remote`; the commit it is at."""
         result = subprocess.run(

@@ -113,15 +113,11 @@ def request_pin(
     and open a pull request. Outside dev, the build must be of what the previous environment runs."""
     _validate_pin_input(root, environment, digests, source_commit)
     git = Git(root)
-    git.require_repository()
-    git.require_clean()
-    git.require_remote(remote)
-    git.fetch(remote, base)
+    base_ref = git.start_change(remote, base)
     if not git.ok("cat-file", "-e", source_commit + "^{commit}"):
         raise BadInput(
             f"--commit {source_commit} is not in this clone", hint="fetch the history (actions/checkout fetch-depth: 0)"
         )
-    base_ref = f"{remote}/{base}"
     path = stack_path(root, environment)
     text = git.show(base_ref, path)
     if text is None:

@@ -95,11 +95,7 @@ def request_promotion(
         raise BadInput(f"--version must be a positive model version (got {version})")
     model, source = model_and_order(root, environment, model)
     git = Git(root)
-    git.require_repository()
-    git.require_clean()
-    git.require_remote(remote)
-    git.fetch(remote, base)
-    base_ref = f"{remote}/{base}"
+    base_ref = git.start_change(remote, base)
     path = stack_path(root, environment)
     text = git.show(base_ref, path)
     if text is None:

@@ -38,11 +38,7 @@ def rollback(
     """Revert the last promotion of `environment` on the remote's base: a pull request, or (direct) a push."""
     model, _ = model_and_order(root, environment, None)
     git = Git(root)
-    git.require_repository()
-    git.require_clean()
-    git.require_remote(remote)
-    git.fetch(remote, base)
-    base_ref = f"{remote}/{base}"
+    base_ref = git.start_change(remote, base)
     history = pin_history(git, environment, base_ref)
     if not history:
         raise BadInput(f"{base_ref} has no change of {environment}'s pin to roll back")
