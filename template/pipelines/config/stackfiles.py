@@ -8,11 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from infra.config import load_stack, project_name, stack_file
-
-
-def config_key(root: Path, name: str) -> str:
-    return f"{project_name(root)}:{name}"
+from infra.config import load_stack, stack_file
 
 
 def stack_path(root: Path, environment: str) -> str:
