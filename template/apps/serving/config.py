@@ -9,6 +9,8 @@ SERVING_ENVIRONMENT      environment label on metrics and responses
 MAX_BATCH_ROWS           largest batch one request may carry (413 above it)
 SERVING_WORKERS          BentoML worker processes (1 per core the pod gets; replicas scale out)
 SERVING_ACCESS_LOG       one log line per request (off by default: it costs ~8 % of throughput)
+SERVING_TRACING          OpenTelemetry spans per request (off by default: turn it on together with a
+                         tracing exporter in BentoML's `tracing` settings; without one they are dropped)
 DRIFT_SAMPLE_ROWS        rows of served input kept (a uniform sample) for drift checks
 DRIFT_WINDOW_SECONDS     length of a sampling window: drift is judged on the last complete one
 DRIFT_CHECK_SECONDS      how often the app recomputes its drift gauge (0: never)
@@ -36,6 +38,7 @@ class ServingConfig(BaseModel):
     max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
     workers: int = Field(default=1, ge=1, le=64)
     access_log: bool = False
+    tracing: bool = False
     drift_sample_rows: int = Field(default=2000, ge=100, le=100_000)
     drift_window_seconds: float = Field(default=3600, ge=1, le=7 * 86_400)
     drift_check_seconds: float = Field(default=60, ge=0, le=86_400)
@@ -55,6 +58,7 @@ class ServingConfig(BaseModel):
             "max_batch_rows": "MAX_BATCH_ROWS",
             "workers": "SERVING_WORKERS",
             "access_log": "SERVING_ACCESS_LOG",
+            "tracing": "SERVING_TRACING",
             "drift_sample_rows": "DRIFT_SAMPLE_ROWS",
             "drift_window_seconds": "DRIFT_WINDOW_SECONDS",
             "drift_check_seconds": "DRIFT_CHECK_SECONDS",

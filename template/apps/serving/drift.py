@@ -169,14 +169,26 @@ class Reservoir:
         self._rng = np.random.default_rng(seed)
 
     def add(self, batch: np.ndarray) -> None:
-        for row in batch:
-            if self.seen < self.capacity:
-                self.rows[self.seen] = row
-            else:
-                slot = int(self._rng.integers(0, self.seen + 1))
-                if slot < self.capacity:
-                    self.rows[slot] = row
-            self.seen += 1
+        """Algorithm R for every row of `batch`, in numpy: row t (counting from 0 over all rows seen)
+        fills slot t while there is room, then replaces slot j ~ U[0, t] when j < capacity."""
+        rows = np.asarray(batch, dtype=np.float64).reshape(-1, self.width)
+        free = max(0, min(self.capacity - self.seen, len(rows)))
+        if free:
+            self.rows[self.seen : self.seen + free] = rows[:free]
+        rest = rows[free:]
+        if len(rest) == 1:  # the common 1-row request: numpy's vector set-up would cost more than the draw
+            slot = int(self._rng.integers(0, self.seen + free + 1))
+            if slot < self.capacity:
+                self.rows[slot] = rest[0]
+        elif len(rest):
+            positions = np.arange(self.seen + free, self.seen + len(rows))
+            slots = self._rng.integers(0, positions + 1)
+            taken, replacing = slots[slots < self.capacity], rest[slots < self.capacity]
+            # A slot drawn twice in one batch ends with the later row, as in the row-by-row algorithm
+            # (numpy does not promise which of repeated indices an assignment keeps).
+            unique, first_from_end = np.unique(taken[::-1], return_index=True)
+            self.rows[unique] = replacing[len(taken) - 1 - first_from_end]
+        self.seen += len(rows)
 
     def sample(self) -> np.ndarray:
         return self.rows[: min(self.seen, self.capacity)].copy()
