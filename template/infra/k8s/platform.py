@@ -179,14 +179,13 @@ def service_monitor(ns: str, labels: dict[str, str]) -> Obj:
 
 
 def alert_expressions(ns: str, monitoring: MonitoringSettings) -> dict[str, str]:
-    """PromQL: the error ratio over BentoML's own request counter (it sees every failure, even before
-    the handler), p95 latency and the drift share over the app's model-labelled series."""
+    """PromQL: the error ratio over the app's response counter (every /predict answer by status code,
+    timeouts and crashes included), p95 latency and the drift share over its model-labelled series."""
     # Label matchers are built by concatenation: PromQL braces next to f-string braces are hard to read.
-    selector = f'namespace="{ns}",endpoint="/predict"'
-    every, failed = "{" + selector + "}", "{" + selector + ',http_response_code=~"5.."}'
     in_ns = "{" + f'namespace="{ns}"' + "}"
-    total = f"sum(rate(bentoml_service_request_total{every}[5m]))"
-    errors = f"sum(rate(bentoml_service_request_total{failed}[5m]))"
+    failed = "{" + f'namespace="{ns}",code=~"5.."' + "}"
+    total = f"sum(rate(model_responses_total{in_ns}[5m]))"
+    errors = f"sum(rate(model_responses_total{failed}[5m]))"
     buckets = f"rate(model_request_duration_seconds_bucket{in_ns}[5m])"
     p95 = f"histogram_quantile(0.95, sum by (le, model_name, model_version) ({buckets}))"
     drift = f"max by (model_name, model_version) (model_drift_share{in_ns})"

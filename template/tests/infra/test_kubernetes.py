@@ -191,5 +191,5 @@ def test_alert_expressions_use_the_stack_thresholds() -> None:
     monitoring = load_stack(ROOT, "prod").monitoring
     expressions = platform.alert_expressions("ns", monitoring)
     assert expressions["ServingLatencyP95High"].endswith(f"> {monitoring.p95_latency_ms / 1000:g}")
-    assert "bentoml_service_request_total" in expressions["ServingErrorRateHigh"]
+    assert 'model_responses_total{namespace="ns",code=~"5.."}' in expressions["ServingErrorRateHigh"]
     assert expressions["ModelInputDrift"].endswith(f">= {monitoring.drift_threshold:g}")
