@@ -33,6 +33,21 @@ class ServingSettings(Frozen):
             raise ValueError(f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})")
         return self
 
+    @model_validator(mode="after")
+    def _workers_fit_the_cpu(self) -> Self:
+        # A worker is one event loop on one core; the container may use twice its CPU request (see
+        # infra/k8s/objects.py). More workers than those cores only split the same quota (measured:
+        # no gain, a worse tail), so add replicas, or CPU with the workers.
+        if self.cpu.endswith(("Ki", "Mi", "Gi", "Ti")):
+            raise ValueError(f"cpu: {self.cpu!r} is a memory quantity; give cores (e.g. '1') or millicores ('500m')")
+        cores = 2 * (float(self.cpu[:-1]) / 1000 if self.cpu.endswith("m") else float(self.cpu))
+        if self.workers > max(1, int(cores)):
+            raise ValueError(
+                f"workers ({self.workers}) exceeds the {cores:g} cores the container may use (twice cpu "
+                f"{self.cpu!r}); raise cpu to at least {self.workers / 2:g} or lower workers"
+            )
+        return self
+
 
 class TrackingSettings(Frozen):
     # `postgres`: a Postgres StatefulSet in the cluster; `external`: a managed database you provide.

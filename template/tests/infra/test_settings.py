@@ -95,6 +95,16 @@ BAD_FILES: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
         f"{PROJECT}:serving.model.version",
         "required key is missing",
     ),
+    "more serving workers than cores": (
+        lambda c: c[f"{PROJECT}:serving"].update(workers=4, cpu="500m"),
+        f"{PROJECT}:serving",
+        "workers (4) exceeds the 1 cores the container may use",
+    ),
+    "cpu given as memory": (
+        lambda c: c[f"{PROJECT}:serving"].update(cpu="2Gi"),
+        f"{PROJECT}:serving",
+        "is a memory quantity",
+    ),
     "unknown cloud": (
         lambda c: c.update({f"{PROJECT}:clouds": ["azure"]}),
         f"{PROJECT}:clouds.0",
