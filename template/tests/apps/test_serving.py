@@ -205,3 +205,18 @@ def test_the_deadline_answers_504_and_leaves_no_timer_behind(client: TestClient)
     original = REPLACED["TimeoutMiddleware"]
     _, pending = _run_asgi(lambda app: original(app, timeout=30), delay=0)
     assert pending == 1
+
+
+def test_no_tracing_spans_unless_asked(client: TestClient) -> None:
+    from apps.serving.service import ModelService
+
+    config: Any = ModelService.config  # type: ignore[attr-defined]
+    assert "/predict" in config["tracing"]["excluded_urls"], "spans with no exporter are made and dropped"
+    assert config["metrics"] == {"enabled": False}
+    traced = ServingConfig.from_env(
+        {"MLFLOW_TRACKING_URI": "http://x", "MODEL_NAME": "prod.m", "SERVING_TRACING": "true"}
+    )
+    assert (
+        traced.tracing
+        and not ServingConfig.from_env({"MLFLOW_TRACKING_URI": "http://x", "MODEL_NAME": "prod.m"}).tracing
+    )
