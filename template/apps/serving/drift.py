@@ -183,7 +183,8 @@ class Reservoir:
         elif len(rest):
             positions = np.arange(self.seen + free, self.seen + len(rows))
             slots = self._rng.integers(0, positions + 1)
-            taken, replacing = slots[slots < self.capacity], rest[slots < self.capacity]
+            kept = slots < self.capacity
+            taken, replacing = slots[kept], rest[kept]
             # A slot drawn twice in one batch ends with the later row, as in the row-by-row algorithm
             # (numpy does not promise which of repeated indices an assignment keeps).
             unique, first_from_end = np.unique(taken[::-1], return_index=True)

@@ -77,7 +77,7 @@ def compile_linear(estimator: Any, tolerance: float = 1e-9) -> tuple[np.ndarray,
 def settle_heap() -> None:
     """Collect, then freeze every object alive now (the imports of MLflow, scikit-learn and BentoML,
     the model) out of the garbage collector's sight. Without it each full collection walked about a
-    million long-lived objects and stopped every request for 250-400 ms; after it, full collections
+    million long-lived objects and stopped every request for 250-450 ms; after it, full collections
     only walk what requests allocated since. Run after each model load: the one collection it makes
     (unfreezing first, so that a replaced model can be freed) is the only pause, once per new version."""
     gc.unfreeze()

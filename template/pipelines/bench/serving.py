@@ -50,7 +50,6 @@ PATHS = {"bentoml": "/predict", "baseline": "/", "mlflow": "/invocations"}
 CONNECTIONS, ROWS, JUDGED = (1, 8, 32), (1, 64), 8
 TARGETS = {"of_baseline": 0.5, "of_mlflow": 30.0, "p99_ms": 10.0, "max_ms": 50.0, "rows_per_second": 50_000}
 MODEL = "prod.diagnosis"
-DRIFT_CHECKS = re.compile(r"^model_drift_checks_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
 
 
 def _bodies(rows: int) -> dict[str, bytes]:
@@ -151,8 +150,17 @@ def _predictions(procs: dict[str, Proc]) -> dict[str, list[int]]:
 
 
 def _drift_checks(proc: Proc) -> int:
-    found = DRIFT_CHECKS.findall(httpx.get(proc.url + "/metrics", timeout=10).text)
-    return int(sum(float(v) for v in found))
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    text = httpx.get(proc.url + "/metrics", timeout=10).text
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "model_drift_checks_total"
+        )
+    )
 
 
 def _load(proc: Proc, server: str, body: bytes, connections: int, seconds: float, *, cpus: str | None) -> LoadResult:

@@ -84,11 +84,11 @@ def find_wrk(install: bool = False) -> str:
     if install and os.geteuid() == 0 and shutil.which("apt-get"):
         print("installing wrk from the Debian archive (apt-get install wrk)", flush=True)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        for step in (["install"], ["update"], ["install"]):  # the package lists may be missing or stale
-            command = ["apt-get", *step, "-y", "-q", *(["wrk"] if step == ["install"] else [])]
-            done = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=600)
-            if step == ["install"] and done.returncode == 0:
-                break
+        install_wrk = ["apt-get", "install", "-y", "-q", "wrk"]
+        done = subprocess.run(install_wrk, check=False, env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:  # the package lists may be missing or stale: refresh them once
+            subprocess.run(["apt-get", "update", "-q"], check=False, env=env, capture_output=True, timeout=600)
+            done = subprocess.run(install_wrk, check=False, env=env, capture_output=True, text=True, timeout=600)
         if done.returncode == 0 and shutil.which("wrk"):
             return str(shutil.which("wrk"))
         raise EnvironmentProblem("apt-get could not install wrk", hint=done.stderr[-800:] or INSTALL_HINT)
