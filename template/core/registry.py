@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -92,6 +93,58 @@ def download_version(tracking_uri: str, name: str, registry_version: int, destin
 def artifact_digest_of_version(tracking_uri: str, name: str, registry_version: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         return artifact_digest(download_version(tracking_uri, name, registry_version, Path(tmp)))
+
+
+class ArtifactsMissing(CheckFailed):
+    """A registry version whose artifacts are gone from the store or no longer hash to its record."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(
+            message,
+            hint=hint
+            or "nothing was moved; train and promote a new version (locally: `mlops local up --train`), or restore "
+            "the bucket from a backup and run this again",
+        )
+
+
+def verified_download(tracking_uri: str, info: VersionInfo, destination: Path) -> Path:
+    """Download a version's artifacts and check them against its `artifact_sha256` tag: a version whose
+    artifacts are missing or changed is refused (ArtifactsMissing), never served, judged or copied."""
+    what = f"{info.registered_model} version {info.registry_version} (model version {info.model_version})"
+    expected = info.tags.get("artifact_sha256")
+    if not expected:
+        raise CheckFailed(f"{what} has no artifact_sha256 tag: its artifacts cannot be verified")
+    try:
+        path = download_version(tracking_uri, info.registered_model, info.registry_version, destination)
+    except Exception as exc:
+        if type(exc).__name__ in {"EndpointConnectionError", "ConnectTimeoutError"}:
+            raise EnvironmentProblem(
+                f"the object store holding {what}'s artifacts is not reachable ({exc})",
+                hint="start it (`mlops local up`) or check the artifact store's address",
+            ) from None
+        if isinstance(exc, (BadInput, CheckFailed, EnvironmentProblem)) or "Connection refused" in str(exc):
+            raise
+        text = str(exc).strip() or type(exc).__name__
+        location = re.search(r"from (\S+?):?(?:\s|$)", text)
+        where = f" at {location.group(1)}" if location else ""
+        if any(marker in text for marker in ("(404)", "NoSuchKey", "Not Found", "does not exist")):
+            raise ArtifactsMissing(f"{what}: its artifacts are missing from the store{where}") from None
+        raise ArtifactsMissing(f"{what}: its artifacts cannot be read{where} ({text.splitlines()[-1][:200]})") from None
+    if not any(p.is_file() for p in path.rglob("*")):
+        raise ArtifactsMissing(f"{what}: its artifacts are missing from the store (nothing under its location)")
+    actual = artifact_digest(path)
+    if actual != expected:
+        raise ArtifactsMissing(
+            f"{what}: its stored artifacts hash to {actual[:12]}…, not the recorded {expected[:12]}… "
+            "(some are missing, corrupted or tampered with)"
+        )
+    return path
+
+
+def verify_artifacts(tracking_uri: str, info: VersionInfo) -> None:
+    """`verified_download` into a scratch directory: raises unless every artifact is there and intact."""
+    with tempfile.TemporaryDirectory() as tmp:
+        verified_download(tracking_uri, info, Path(tmp))
 
 
 def has_signature(model_dir: Path) -> bool:
@@ -208,25 +261,17 @@ def copy_version(
     Idempotent: a verified copy of the same model version and digest is reused. A copy interrupted
     half-way stays tagged `copy_status=copying` and is never picked by `find_by_model_version`.
     """
-    expected = source.tags.get("artifact_sha256")
-    if not expected:
-        raise CheckFailed(
-            f"{source.registered_model} version {source.registry_version} has no artifact_sha256 tag: "
-            "its artifacts cannot be verified, so it cannot be promoted"
-        )
+    expected = source.tags.get("artifact_sha256", "")
     target = client_for(target_uri)
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = download_version(source_uri, source.registered_model, source.registry_version, Path(tmp) / "src")
-        actual = artifact_digest(model_dir)
-        if actual != expected:
-            raise CheckFailed(
-                f"artifact digest mismatch for {source.registered_model} version {source.registry_version}: "
-                f"recorded {expected[:12]}…, stored artifacts hash to {actual[:12]}… (tampered or corrupted); "
-                "nothing was copied"
-            )
+        model_dir = verified_download(source_uri, source, Path(tmp) / "src")
         existing = find_by_model_version(target, target_name, source.model_version)
         if existing and existing.tags.get("artifact_sha256") == expected:
-            return existing
+            try:  # reused only while its own artifacts are intact; else a fresh copy replaces it
+                verify_artifacts(target_uri, existing)
+                return existing
+            except ArtifactsMissing:
+                target.set_model_version_tag(target_name, str(existing.registry_version), "copy_status", "lost")
         experiment_id = _experiment_id(target, experiment, artifact_location)
         run = target.create_run(experiment_id, run_name=f"copy-{source.registered_model}-v{source.model_version}")
         run_id = run.info.run_id

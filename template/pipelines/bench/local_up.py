@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from pipelines.common.procs import Proc, group_rss_bytes
+from pipelines.common.procs import Proc, group_rss_bytes, rss_bytes
 
 MLOPS = str(Path(sys.executable).parent / "mlops")
 
@@ -41,17 +41,18 @@ class RssSampler(threading.Thread):
         self.peak_total = self.peak_servers = 0
         self.done = threading.Event()
 
-    def _server_groups(self) -> list[int]:
+    def _server_processes(self) -> list[int]:
+        """Every process the servers' spawns started (BentoML's worker runs in a session of its own)."""
         try:
             state = json.loads(self.state_file.read_text())
         except (OSError, ValueError):
             return []
-        return [Proc(**value).pid for value in state.values() if isinstance(value, dict)]
+        return [pid for value in state.values() if isinstance(value, dict) for pid in Proc.from_state(value).members()]
 
     def run(self) -> None:
         cli_group = _pgid(self.cli_pid)
         while not self.done.is_set():
-            servers = sum(group_rss_bytes(pgid) for pgid in self._server_groups())
+            servers = rss_bytes(self._server_processes())
             cli = group_rss_bytes(cli_group) if cli_group else 0
             self.peak_servers = max(self.peak_servers, servers)
             self.peak_total = max(self.peak_total, servers + cli)

@@ -7,35 +7,114 @@ earlier one started. Every wait is bounded.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from core.errors import EnvironmentProblem
 
 LOOPBACK = "127.0.0.1"
+# In the environment of every process a spawn starts (see `Proc.members`).
+SPAWN_VARIABLE = "MLOPS_SPAWN_ID"
 
 
 @dataclass(frozen=True)
 class Proc:
-    """A server started by `mlops`: enough to check it and to stop its process group."""
+    """A server started by `mlops`: enough to recognise it, check it and stop everything it started.
+
+    `started` (the kernel's start time of the pid, in clock ticks since boot), `command` and `token` are
+    recorded at spawn. A pid from a state file is trusted only while its start time and command line
+    still match, and only processes whose environment carries `token` (the server and every process it
+    started, whatever their process group or session) are ever signalled.
+    """
 
     name: str
     pid: int
     port: int
     log: str
     url: str
+    started: int = 0
+    command: tuple[str, ...] = ()
+    token: str = ""
+
+    @classmethod
+    def from_state(cls, raw: Mapping[str, Any]) -> Proc:
+        known = {f: raw[f] for f in cls.__dataclass_fields__ if f in raw}
+        known["command"] = tuple(known.get("command") or ())
+        return cls(**known)
 
     def alive(self) -> bool:
-        return pid_alive(self.pid)
+        """The recorded server process is running (and is still the process that was started)."""
+        return pid_alive(self.pid) and self.ours()
+
+    def ours(self) -> bool:
+        """The pid is the process `mlops` started: same start time, same command line."""
+        if not self.started or not self.command:
+            return False  # a state file from an older version, or edited by hand: trust nothing
+        found = process_identity(self.pid)
+        return found is not None and found[0] == self.started and _same_command(found[1], self.command)
+
+    def members(self) -> list[int]:
+        """Every live process this server's spawn started (the server included), found by its token."""
+        if not self.token:
+            return [self.pid] if self.alive() else []
+        return [pid for pid in _pids() if pid_alive(pid) and _has_token(pid, self.token)]
+
+    def state(self) -> str:
+        """`running` (the server itself), `leaked` (it exited, processes it started did not),
+        `not ours` (the pid belongs to another program now) or `stopped`."""
+        if self.alive():
+            return "running"
+        if self.members():
+            return "leaked"
+        if pid_alive(self.pid):
+            return "not ours"
+        return "stopped"
+
+
+def process_identity(pid: int) -> tuple[int, tuple[str, ...]] | None:
+    """(start time in clock ticks since boot, command line) of a live process, or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    try:
+        started = int(stat.rsplit(")", 1)[1].split()[19])
+    except (IndexError, ValueError):
+        return None
+    return started, tuple(part.decode(errors="replace") for part in raw.split(b"\0") if part)
+
+
+def _same_command(found: tuple[str, ...], recorded: tuple[str, ...]) -> bool:
+    """The command line the kernel shows is the one recorded, allowing for a script's interpreter
+    (`#!/…/python` puts the interpreter first and the script's path after it)."""
+    if found == recorded:
+        return True
+    return len(found) > len(recorded) and found[-len(recorded) :] == recorded
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def _has_token(pid: int, token: str) -> bool:
+    try:  # another user's process cannot be read: it is not ours either
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"{SPAWN_VARIABLE}={token}".encode() in environ.split(b"\0")
 
 
 def serving_command(bin_dir: Path, port: int) -> list[str]:
@@ -88,21 +167,35 @@ def pid_alive(pid: int) -> bool:
 
 
 def spawn(name: str, cmd: Sequence[str], *, port: int, log: Path, url: str, env: Mapping[str, str], cwd: Path) -> Proc:
-    """Start `cmd` in a new session (its own process group), output appended to `log`."""
+    """Start `cmd` in a new session (its own process group), output appended to `log`. Its environment
+    carries a token of this spawn, inherited by every process it starts: how `stop` finds them all."""
     log.parent.mkdir(parents=True, exist_ok=True)
+    token = uuid.uuid4().hex
     with log.open("ab") as handle:
         handle.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}: {' '.join(cmd)}\n".encode())
         handle.flush()
         process = subprocess.Popen(
             list(cmd),
             cwd=cwd,
-            env={**os.environ, **env},
+            env={**os.environ, **env, SPAWN_VARIABLE: token},
             stdout=handle,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
-    return Proc(name=name, pid=process.pid, port=port, log=str(log), url=url)
+    identity = process_identity(process.pid)  # the start time is fixed at fork, before the command runs
+    if identity is None:
+        raise EnvironmentProblem(f"{name} exited at once", hint=f"see its log: {log}\n{tail(log)}")
+    return Proc(
+        name=name,
+        pid=process.pid,
+        port=port,
+        log=str(log),
+        url=url,
+        started=identity[0],
+        command=tuple(cmd),
+        token=token,
+    )
 
 
 def wait_http(proc: Proc, path: str, timeout: float, ok: Sequence[int] = (200,)) -> None:
@@ -129,33 +222,86 @@ def wait_http(proc: Proc, path: str, timeout: float, ok: Sequence[int] = (200,))
 
 
 def stop(proc: Proc, grace: float = 10) -> bool:
-    """Stop the process group of `proc`: SIGTERM, then SIGKILL after `grace` seconds. True if it was running."""
-    if not proc.alive():
+    """Stop every process `proc`'s spawn started: SIGTERM, then SIGKILL after `grace` seconds. Only
+    processes carrying its token are signalled, each through a pidfd opened after the token was read
+    (so a pid reused meanwhile is never hit). True if anything was running."""
+    _reap(proc.pid)
+    members = proc.members()
+    if not members:
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+    for pid in members:
+        _signal(pid, proc.token, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _group_alive(proc.pid):
+    while time.monotonic() < deadline and _reap(proc.pid) and proc.members():
         time.sleep(0.1)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(proc.pid, os.WNOHANG)
+    deadline = time.monotonic() + 10
+    while (left := proc.members()) and time.monotonic() < deadline:
+        for pid in left:
+            _signal(pid, proc.token, signal.SIGKILL)
+        time.sleep(0.1)
+        _reap(proc.pid)
+    if left:
+        raise EnvironmentProblem(f"{proc.name}: processes {left} survived SIGKILL", hint="check `ps -o pid,stat,cmd`")
     return True
 
 
-def _group_alive(pgid: int) -> bool:
-    """True while a live (non-zombie) process remains in the group. Reaps the leader if it is our child,
-    so that stopping a server this process started does not wait out the grace period on a zombie."""
-    with contextlib.suppress(ChildProcessError, OSError):
-        os.waitpid(pgid, os.WNOHANG)
+def _signal(pid: int, token: str, signum: int) -> None:
     try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return any(
-        _pgid_of(int(p.name)) == pgid and pid_alive(int(p.name)) for p in Path("/proc").iterdir() if p.name.isdigit()
-    )
+        handle = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already
+    try:
+        if _has_token(pid, token):
+            signal.pidfd_send_signal(handle, signum)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def _reap(pid: int) -> bool:
+    """Collect the exit status of `pid` if it is this process's child (a server started and stopped by the
+    same command), so that it does not linger as a zombie. Always True (to chain in a loop condition)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+    return True
+
+
+def rss_bytes(pids: Sequence[int]) -> int:
+    """Resident memory of these processes (`local status`)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    return total
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, what: str, wait: float = 0) -> Iterator[None]:
+    """Hold an exclusive lock on `path` while the block runs; another holder makes this wait up to `wait`
+    seconds, then refuse, naming its pid. The kernel releases the lock when its holder dies (even by
+    SIGKILL), so a crash never leaves the next run locked out."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(handle, 200, 0).decode(errors="replace").strip() or "unknown"
+                    raise EnvironmentProblem(
+                        f"another `mlops local …` is running (pid {holder})",
+                        hint="wait for it to finish (or pass --wait SECONDS), then run this again",
+                    ) from None
+                time.sleep(0.2)
+        os.ftruncate(handle, 0)
+        os.pwrite(handle, f"{os.getpid()}: {what}\n".encode(), 0)
+        yield
+    finally:
+        os.close(handle)
 
 
 def _pgid_of(pid: int) -> int | None:
@@ -186,7 +332,10 @@ def tail(path: str | Path, lines: int = 15) -> str:
 def save_state(path: Path, state: Mapping[str, object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=2, default=_encode))
+    with temporary.open("w") as handle:  # written whole and on disk before it replaces the old state
+        handle.write(json.dumps(state, indent=2, default=_encode))
+        handle.flush()
+        os.fsync(handle.fileno())
     temporary.replace(path)
 
 

@@ -19,6 +19,12 @@ app = typer.Typer(
 )
 
 PortOption = typer.Option(min=0, max=65535, help="0 picks a free port")
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait", min=0, max=3600, help="Seconds to wait for another `mlops local up|down` to finish (default: refuse)."
+    ),
+]
 
 
 def environment() -> LocalEnvironment:
@@ -30,17 +36,19 @@ def environment() -> LocalEnvironment:
 
 @app.command("up")
 def up(
+    *,
     train: Annotated[
         bool, typer.Option("--train", help="Train and promote a new version even if prod serves one.")
     ] = False,
     object_store_port: Annotated[int, PortOption] = 0,
     tracking_port: Annotated[int, PortOption] = 0,
     serving_port: Annotated[int, PortOption] = 0,
+    wait: WaitOption = 0,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Start (or reuse) the object store, MLflow and BentoML; train and promote when needed; smoke-test."""
     env = environment()
-    summary = env.up(train=train, ports=Ports(object_store_port, tracking_port, serving_port))
+    summary = env.up(train=train, ports=Ports(object_store_port, tracking_port, serving_port), wait=wait)
     render_summary(summary, fmt)
     if summary.refused:
         raise CheckFailed(summary.refused, hint="the previous version keeps serving; see the gate results above")
@@ -131,12 +139,20 @@ def status(fmt: FormatOption = OutputFormat.TABLE) -> None:
     emit(
         Report(
             "Local services",
-            ["service", "url", "pid", "state", "rss_mb", "log"],
+            ["service", "url", "pid", "state", "processes", "rss_mb", "log"],
             [list(r.values()) for r in rows],
             data=rows,
         ),
         fmt,
     )
+    states = {r["state"] for r in rows}
+    if fmt is not OutputFormat.JSON and "leaked" in states:
+        console.print("leaked: the server exited but processes it started still run; `mlops local down` stops them.")
+    if fmt is not OutputFormat.JSON and "not ours" in states:
+        console.print(
+            "not ours: the server exited and its pid now belongs to another program, which is never signalled; "
+            "`mlops local up` starts a new server."
+        )
     if fmt is not OutputFormat.JSON and any(r["service"] == "tracking" and r["state"] == "running" for r in rows):
         emit(
             Report(
@@ -151,10 +167,11 @@ def status(fmt: FormatOption = OutputFormat.TABLE) -> None:
 @app.command("down")
 def down(
     purge: Annotated[bool, typer.Option("--purge", help="Also delete the registry, artifacts and logs.")] = False,
+    wait: WaitOption = 0,
 ) -> None:
-    """Stop everything `local up` started (by process group). Data is kept unless --purge."""
+    """Stop every process `local up` started (whatever its process group). Data is kept unless --purge."""
     env = environment()
-    stopped = env.down(purge=purge)
+    stopped = env.down(purge=purge, wait=wait)
     if stopped:
         console.print(f"Stopped: {', '.join(stopped)}." + (" Data purged." if purge else f" Data kept in {env.home}."))
     else:

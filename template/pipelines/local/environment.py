@@ -8,6 +8,7 @@ the prod version; smoke-tests it. State (pids, ports, logs, SQLite registry) liv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,13 +23,15 @@ from typing import Any
 import httpx
 
 from core.errors import EnvironmentProblem
+from core.registry import ArtifactsMissing
 from infra.settings import PROMOTION_ORDER
 from pipelines.common.procs import (
     LOOPBACK,
     Proc,
     choose_port,
-    group_rss_bytes,
+    exclusive,
     port_in_use,
+    rss_bytes,
     save_state,
     serving_command,
     spawn,
@@ -39,7 +42,7 @@ from pipelines.local import objectstore
 from policies.models import POLICY_DIR
 
 SERVICES = ("object_store", "tracking", "serving")
-HEALTH = {"object_store": "/moto-api/", "tracking": "/health", "serving": "/livez"}
+HEALTH = {"object_store": objectstore.HEALTH, "tracking": "/health", "serving": "/livez"}
 BUCKET_PREFIX = "mlops-local"
 
 
@@ -85,8 +88,17 @@ class LocalEnvironment:
     def state(self) -> dict[str, Proc]:
         if not self.state_file.is_file():
             return {}
-        raw = json.loads(self.state_file.read_text())
-        return {name: Proc(**raw[name]) for name in SERVICES if isinstance(raw.get(name), dict)}
+        try:
+            raw = json.loads(self.state_file.read_text())
+        except (OSError, ValueError) as exc:
+            raise EnvironmentProblem(
+                f"{self.state_file} cannot be read ({exc})",
+                hint="`ps -eo pid,cmd | grep -e weed -e mlflow -e bentoml` shows what runs; stop those by hand, "
+                "delete the file and run `mlops local up` again",
+            ) from None
+        if not isinstance(raw, dict):
+            raise EnvironmentProblem(f"{self.state_file} is not a JSON object", hint="delete it and run again")
+        return {name: Proc.from_state(raw[name]) for name in SERVICES if isinstance(raw.get(name), dict)}
 
     def running(self) -> dict[str, Proc]:
         """Services from the state file that are alive and answer their health endpoint."""
@@ -117,7 +129,15 @@ class LocalEnvironment:
         )
 
     # ------------------------------------------------------------------ up
-    def up(self, train: bool = False, ports: Ports | None = None) -> UpSummary:
+    def lock(self, what: str, wait: float = 0) -> contextlib.AbstractContextManager[None]:
+        """One `mlops local up|down` at a time per state directory."""
+        return exclusive(self.home / "lock", what, wait)
+
+    def up(self, train: bool = False, ports: Ports | None = None, wait: float = 0) -> UpSummary:
+        with self.lock("mlops local up", wait):
+            return self._up(train, ports)
+
+    def _up(self, train: bool, ports: Ports | None) -> UpSummary:
         started = time.monotonic()
         ports = ports or Ports()
         self.home.mkdir(parents=True, exist_ok=True)
@@ -158,18 +178,17 @@ class LocalEnvironment:
         os.environ.update(objectstore.client_env(services["object_store"].port))
         save_state(self.state_file, {**services, "model": self.model})
 
-        self.progress("waiting for the object store")
-        wait_http(services["object_store"], HEALTH["object_store"], timeout=30)
-        if "object_store" not in reused:
-            objectstore.ensure_buckets(services["object_store"].port, BUCKET_PREFIX)
-            restored = objectstore.restore(services["object_store"].port, self.home / "objects")
-            if restored:
-                self.progress(f"restored {restored} artifacts into the object store")
-        self.progress("waiting for the MLflow tracking server")
-        wait_http(services["tracking"], HEALTH["tracking"], timeout=120)
+        self._wait_store_and_tracking(services, fresh_store="object_store" not in reused)
 
         summary = UpSummary(services=services, reused=reused, trained_version=None, logs=str(self.logs))
         summary.champions = self.champions()
+        lost = self.check_champions(summary.champions)
+        if lost and not train:
+            raise ArtifactsMissing(
+                "the object store lost what the environments serve:\n  " + "\n  ".join(lost),
+                hint="`mlops local up --train` trains a new version and promotes it through every environment; "
+                f"or put a backup of {self.home / 'store'} back and run `mlops local up` again",
+            )
         if train or summary.champions.get("prod") is None:
             self._train_and_promote(services["tracking"].url, summary)
         summary.champions = self.champions()
@@ -187,6 +206,15 @@ class LocalEnvironment:
         summary.smoke = smoke.checks
         summary.seconds = time.monotonic() - started
         return summary
+
+    def _wait_store_and_tracking(self, services: dict[str, Proc], *, fresh_store: bool) -> None:
+        self.progress("waiting for the object store")
+        wait_http(services["object_store"], HEALTH["object_store"], timeout=30)
+        if fresh_store:
+            objectstore.ensure_buckets(services["object_store"].port, BUCKET_PREFIX)
+            objectstore.import_snapshot(services["object_store"].port, self.home / "objects", self.progress)
+        self.progress("waiting for the MLflow tracking server")
+        wait_http(services["tracking"], HEALTH["tracking"], timeout=120)
 
     def _train_and_promote(self, tracking_uri: str, summary: UpSummary) -> None:
         from apps.training.train import train  # noqa: PLC0415
@@ -233,6 +261,24 @@ class LocalEnvironment:
             env.value: champion_model_version(uri, registered_name(env.value, self.model)) for env in PROMOTION_ORDER
         }
 
+    def check_champions(self, champions: dict[str, int | None]) -> list[str]:
+        """Each environment's champion, downloaded and checked against its recorded SHA-256: what is lost."""
+        from core.registry import champion, client_for, registered_name, verify_artifacts  # noqa: PLC0415
+
+        uri = self.tracking_uri()
+        lost = []
+        for environment, version in champions.items():
+            if version is None:
+                continue
+            self.progress(f"checking the artifacts of {environment}'s champion (model version {version})")
+            info = champion(client_for(uri), registered_name(environment, self.model))
+            try:
+                if info is not None:
+                    verify_artifacts(uri, info)
+            except ArtifactsMissing as exc:
+                lost.append(f"{environment}: {exc.message}")
+        return lost
+
     def _wait_served_version(self, serving: Proc, expected: int | None, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
         served = None
@@ -268,10 +314,9 @@ class LocalEnvironment:
         return spawn(name, command, port=port, log=self.logs / f"{name}.log", url=url, env=env, cwd=self.root)
 
     def _start_object_store(self, port: int, _services: dict[str, Proc]) -> Proc:
-        self.progress(f"starting the S3-compatible object store (moto) on {LOOPBACK}:{port}")
-        return self._spawn(
-            "object_store", [self._bin("moto_server"), "-H", LOOPBACK, "-p", str(port)], port, self._base_env()
-        )
+        self.progress(f"starting the S3-compatible object store (SeaweedFS) on {LOOPBACK}:{port}")
+        command = objectstore.store_command(self._bin("weed"), port, self.home / "store")
+        return self._spawn("object_store", command, port, {**self._base_env(), **objectstore.client_env(port)})
 
     def _start_tracking(self, port: int, services: dict[str, Proc]) -> Proc:
         from apps.tracking.server import SERVER_ENV, server_command  # noqa: PLC0415
@@ -306,40 +351,42 @@ class LocalEnvironment:
 
     # ------------------------------------------------------------------ status / down
     def status(self) -> list[dict[str, Any]]:
+        """What runs, told truthfully: a recorded pid that now belongs to another program is `not ours`
+        (and is never signalled), a server that exited while processes it started live on is `leaked`."""
         rows = []
         for name, proc in self.state().items():
-            alive = proc.alive()
+            state = proc.state()
+            members = proc.members()
+            if state == "running" and not _answers(proc.url + HEALTH[name]):
+                state = "starting/unhealthy"
             rows.append(
                 {
                     "service": name,
                     "url": proc.url,
                     "pid": proc.pid,
-                    "state": "running"
-                    if alive and _answers(proc.url + HEALTH[name])
-                    else ("starting/unhealthy" if alive else "stopped"),
-                    "rss_mb": round(group_rss_bytes(proc.pid) / 2**20) if alive else 0,
+                    "state": state,
+                    "processes": len(members),
+                    "rss_mb": round(rss_bytes(members) / 2**20),
                     "log": proc.log,
                 }
             )
         return rows
 
-    def down(self, purge: bool = False) -> list[str]:
-        state = self.state()
-        stopped = []
-        store = state.get("object_store")
-        if store and store.alive() and _answers(store.url + HEALTH["object_store"]):
-            snapshot_dir = self.home / "objects"
-            shutil.rmtree(snapshot_dir, ignore_errors=True)
-            count = objectstore.snapshot(store.port, BUCKET_PREFIX, snapshot_dir)
-            self.progress(f"kept {count} artifacts in {snapshot_dir}")
-        for name in reversed(SERVICES):  # serving first, the store last
-            proc = state.get(name)
-            if proc and stop(proc):
-                stopped.append(name)
-        self.state_file.unlink(missing_ok=True)
-        if purge:
-            shutil.rmtree(self.home, ignore_errors=True)
-        return stopped
+    def down(self, purge: bool = False, wait: float = 0) -> list[str]:
+        """Stop every process `up` started (in any process group); data stays in `.mlops/local/`."""
+        with self.lock("mlops local down", wait):
+            state = self.state()
+            stopped = []
+            for name in reversed(SERVICES):  # serving first, the store last
+                proc = state.get(name)
+                if proc and stop(proc):
+                    stopped.append(name)
+            self.state_file.unlink(missing_ok=True)
+            if purge:
+                for entry in self.home.iterdir():  # the lock file stays: it is held right now
+                    if entry.name != "lock":
+                        shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            return stopped
 
 
 def _preferred_port(requested: int, previous: Proc | None) -> int:

@@ -20,12 +20,12 @@ from core.registry import (
     champion,
     client_for,
     copy_version,
-    download_version,
     find_by_model_version,
     guarded,
     has_signature,
     registered_model_exists,
     registered_name,
+    verified_download,
 )
 from infra.settings import PROMOTION_ORDER
 from policies.models import POLICY_DIR, Evidence, ModelPolicy, PolicyError, Verdict, evaluate, load_policy
@@ -82,7 +82,7 @@ def judge(
 ) -> Verdict:
     """The policy's verdict on a registry version: its metrics and tags, and its signature (downloaded)."""
     with tempfile.TemporaryDirectory() as tmp:
-        model_dir = download_version(uri, candidate.registered_model, candidate.registry_version, Path(tmp))
+        model_dir = verified_download(uri, candidate, Path(tmp))
         signature = has_signature(model_dir)
     return evaluate(
         policy,

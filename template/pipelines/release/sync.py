@@ -59,6 +59,7 @@ def sync(
         guarded,
         registered_model_exists,
         registered_name,
+        verify_artifacts,
     )
 
     model, source = model_and_order(root, environment, None)
@@ -95,6 +96,8 @@ def sync(
                 extra_tags={"promoted_from": source, "promoted_by": context["by"]},
             )
             result.copied = True
+        elif current is None or current.registry_version != target.registry_version:
+            verify_artifacts(target_uri, target)  # never point the alias at a version whose artifacts are gone
         if current is None or current.registry_version != target.registry_version:
             client.set_registered_model_alias(target_name, CHAMPION, str(target.registry_version))
             result.alias_moved = True

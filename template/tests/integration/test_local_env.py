@@ -236,11 +236,11 @@ def test_retrain_flows_to_serving(local_env: tuple[LocalEnvironment, UpSummary])
 
 
 def test_down_keeps_data_and_up_restores_it(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
-    """`down` without --purge keeps the registry and the artifacts (the store itself is in memory)."""
+    """`down` without --purge keeps the registry and the artifacts (the store writes them to disk)."""
     env, _ = local_env
     before = env.champions()
     assert sorted(env.down()) == ["object_store", "serving", "tracking"]
-    assert env.status() == [] and (env.home / "objects").is_dir() and (env.home / "mlflow.db").is_file()
+    assert env.status() == [] and (env.home / "store").is_dir() and (env.home / "mlflow.db").is_file()
     again = env.up()
     assert again.reused == [] and again.trained_version is None, "nothing is retrained"
     assert again.champions == before and again.served_version == before["prod"]
