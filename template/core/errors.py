@@ -40,3 +40,8 @@ class CheckFailed(MlopsError):
 
 class EnvironmentProblem(MlopsError):
     exit_code = EXIT_ENVIRONMENT
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is (the CLI installs the handler): it unwinds like Ctrl-C, so every
+    `finally` and undo runs, and the command exits 143 instead of dying half-way."""

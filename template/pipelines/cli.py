@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 import typer
 
-from core.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError
+from core.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError, Terminated
 from infra.config import SettingsError
 from pipelines.common.output import err_console
 from pipelines.config import commands as config_commands
@@ -52,7 +54,14 @@ app.add_typer(images_commands.app, name="images")
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code instead of raising SystemExit."""
-    code = _main(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminated)
+    try:
+        code = _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): every undo has run on the way here
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        err_console.print(f"[red]{what}[/red]: what this command had started is undone; running it again starts afresh")
+        code = 143 if isinstance(exc, Terminated) else 130
     if argv is None and "pipelines.plan.offline" in sys.modules:
         # The cloud SDKs leave about a million objects behind; freeing them one by one at interpreter
         # exit costs a second. The command has finished (its pool is shut down): flush and leave.
@@ -60,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise Terminated
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +44,13 @@ class Git:
             raise GitError(f"`git {' '.join(args)}` failed: {(result.stderr or result.stdout).strip()}")
         return result.stdout.strip()
 
+    def run_raw(self, *args: str) -> str:
+        """Like `run`, but the output as git wrote it (not stripped)."""
+        result = subprocess.run(["git", *args], cwd=self.root, capture_output=True, text=True, timeout=120, check=False)
+        if result.returncode != 0:
+            raise GitError(f"`git {' '.join(args)}` failed: {(result.stderr or result.stdout).strip()}")
+        return result.stdout
+
     def ok(self, *args: str) -> bool:
         try:
             return (
@@ -58,9 +67,12 @@ class Git:
             raise BadInput(f"{self.root} is not a git repository: the desired state lives in git")
 
     def require_clean(self) -> None:
-        dirty = self.run("status", "--porcelain", "--untracked-files=no")
+        # -z: NUL-separated entries, each "XY path" with nothing trimmed (a stripped first line lost a character)
+        dirty = [
+            entry for entry in self.run_raw("status", "--porcelain", "-z", "--untracked-files=no").split("\0") if entry
+        ]
         if dirty:
-            files = ", ".join(line[3:] for line in dirty.splitlines()[:5])
+            files = ", ".join(entry[3:] for entry in dirty[:5] if len(entry) > 3)
             raise BadInput(
                 f"the working tree has uncommitted changes ({files})",
                 hint="commit or stash them first, so the promotion is exactly one reviewed change",
@@ -125,6 +137,44 @@ class Git:
             self.run("worktree", "remove", "--force", str(path), check=False)
             shutil.rmtree(scratch, ignore_errors=True)
             self.run("worktree", "prune", check=False)
+
+
+@contextmanager
+def undone_if_interrupted(git: Git, branch: str, remote: str) -> Iterator[None]:
+    """Ctrl-C or SIGTERM inside the block removes what it made under `branch`: the local branch, and the
+    remote branch where it points at the same commit (pushed by this run). The scratch worktree goes with
+    `Git.worktree`. Further interrupts wait until the undo is done; then the interrupt goes on, and a
+    re-run starts from scratch and converges."""
+    existed = git.ok("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}")
+    try:
+        yield
+    except KeyboardInterrupt:
+        with _signals_deferred():
+            local = git.run("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
+            if local and not existed:
+                listed = git.run("ls-remote", remote, f"refs/heads/{branch}", check=False).split()
+                if listed and listed[0] == local:
+                    git.run("push", "--quiet", remote, "--delete", branch, check=False)
+                git.run("branch", "-D", branch, check=False)
+            git.run("worktree", "prune", check=False)
+        raise
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM are held back while the block runs (only in the main thread, where they arrive)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {
+        signum: signal.signal(signum, lambda n, _f: caught.append(n)) for signum in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def pull_request_of(subject: str) -> int | None:

@@ -19,7 +19,7 @@ from core.errors import BadInput
 from infra.config import project_name
 from infra.naming import IMAGES
 from infra.settings import PROMOTION_ORDER, ImagePin
-from pipelines.common.git import TRAILER_ENV, TRAILER_KIND, Git, commit_branch
+from pipelines.common.git import TRAILER_ENV, TRAILER_KIND, Git, commit_branch, undone_if_interrupted
 from pipelines.config.stackfiles import stack_path, validate_stack_text
 from pipelines.images.contexts import context_id
 from pipelines.images.targets import cloud_settings
@@ -140,28 +140,31 @@ def request_pin(
     )
     before = ", ".join(f"{i} {p.digest[:19] if p and p.digest else 'nothing'}" for i, p in previous.items())
     body = f"{environment} pinned {before}.\n\n{trailers}"
-    commit = commit_branch(
-        git,
-        base_ref,
-        (path, new_text),
-        message=f"{subject}\n\n{body}",
-        branch=branch,
-        remote=remote,
-        push_branch=push_branch,
-    )
-    request = PinRequest(
-        environment,
-        dict(digests),
-        source_commit,
-        {i: (p.digest if p else None) for i, p in previous.items()},
-        branch,
-        commit,
-        pushed=push_branch,
-    )
-    from pipelines.release.promote import open_pull_request  # noqa: PLC0415 -- pulls in the registry client
+    with undone_if_interrupted(git, branch, remote):
+        commit = commit_branch(
+            git,
+            base_ref,
+            (path, new_text),
+            message=f"{subject}\n\n{body}",
+            branch=branch,
+            remote=remote,
+            push_branch=push_branch,
+        )
+        request = PinRequest(
+            environment,
+            dict(digests),
+            source_commit,
+            {i: (p.digest if p else None) for i, p in previous.items()},
+            branch,
+            commit,
+            pushed=push_branch,
+        )
+        from pipelines.release.promote import open_pull_request  # noqa: PLC0415 -- pulls in the registry client
 
-    title_body = (subject, f"{body}\n\nThe `promote` workflow gates this change like any change of {path}.")
-    open_pull_request(root, request, base=base, remote=remote, title_body=title_body, open_pr=open_pr and push_branch)
+        title_body = (subject, f"{body}\n\nThe `promote` workflow gates this change like any change of {path}.")
+        open_pull_request(
+            root, request, base=base, remote=remote, title_body=title_body, open_pr=open_pr and push_branch
+        )
     return request
 
 

@@ -69,10 +69,14 @@ class PromotionRefused(CheckFailed):
         return (type(self), (self.verdict,))
 
 
-def source_of(environment: str) -> str | None:
+def source_of(environment: str, action: str = "promote to") -> str | None:
+    """The environment `environment` takes its versions from (None for dev); `action` names what was asked."""
     order = [e.value for e in PROMOTION_ORDER]
     if environment not in order:
-        raise BadInput(f"cannot promote to {environment!r}: models are promoted through {' → '.join(order)}")
+        raise BadInput(
+            f"cannot {action} {environment!r}: it is not one of the environments models go through "
+            f"({' → '.join(order)})"
+        )
     index = order.index(environment)
     return order[index - 1] if index else None
 

@@ -41,7 +41,7 @@ def audit_trail(
     root: Path, environment: str, ref: str = "HEAD", registries: Registries | None = None
 ) -> tuple[list[AuditEntry], list[str]]:
     """Which version served when (git), who merged and deployed it, which gates it passed (registry tags)."""
-    model, source = model_and_order(root, environment, None)
+    model, source = model_and_order(root, environment, None, action="report on")
     git = Git(root)
     git.require_repository()
     git.commit_of(ref)

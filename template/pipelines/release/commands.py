@@ -124,9 +124,14 @@ def sync(
     else:
         done = [("copied into the registry", result.copied), ("alias moved", result.alias_moved), ("recorded", True)]
         console.print(
-            f"{env} now serves {result.model} v{result.version} (was {result.previous or 'nothing'}): "
+            f"{env} now serves {result.model} v{result.version} (was {served(result.previous)}): "
             + ", ".join(what for what, did in done if did)
         )
+
+
+def served(version: int | None, nothing: str = "nothing") -> str:
+    """`v3`, or what stands for no version (never `vnothing`)."""
+    return f"v{version}" if version else nothing
 
 
 def rollback(
@@ -148,7 +153,7 @@ def rollback(
         return
     change = result.reverted
     console.print(
-        f"Rolled back {env}: v{change.after} → v{change.before or 'nothing'} by reverting {change.commit[:10]}; "
+        f"Rolled back {env}: {served(change.after)} → {served(change.before)} by reverting {change.commit[:10]}; "
         f"commit {result.commit[:10]} pushed to {result.pushed_to}"
     )
     if result.pull_request:
@@ -185,7 +190,7 @@ def report(
         [
             e.change.date[:16].replace("T", " "),
             e.until[:16].replace("T", " ") if e.until else "now",
-            f"{e.change.kind} v{e.change.before or '—'} → v{e.change.after or '—'}",
+            f"{e.change.kind} {served(e.change.before, '—')} → {served(e.change.after, '—')}",
             e.change.commit[:8] + (f" #{e.change.pull_request}" if e.change.pull_request else ""),
             e.change.author,
             e.deployment.get("by"),

@@ -114,7 +114,7 @@ def _diff(before: Plan | None, after: Plan) -> ResourceDiff:
 def affected(root: Path, environment: str, base: str) -> bool:
     """Whether the change since `base` concerns `environment`: its stack file, its model policy, or the
     program and policy pack every environment shares. A base of zeros (a new branch) concerns all."""
-    source_of(environment)
+    source_of(environment, "gate changes of")
     if set(base) == {"0"}:
         return True
     git = Git(root)
@@ -140,7 +140,7 @@ def gate(
     shards run in a second one (two cores: about the longest of the three)."""
     started = time.perf_counter()
     say = progress or (lambda _message: None)
-    source_of(environment)  # BadInput outside dev → staging → prod
+    source_of(environment, "gate changes of")  # BadInput outside dev → staging → prod
     git = Git(root)
     git.require_repository()
     base_commit = git.commit_of(base)

@@ -20,7 +20,7 @@ from typing import Protocol
 from core.errors import BadInput
 from infra.config import load_stack, project_name
 from infra.settings import PROMOTION_ORDER
-from pipelines.common.git import TRAILER_ENV, TRAILER_KIND, Git, commit_branch
+from pipelines.common.git import TRAILER_ENV, TRAILER_KIND, Git, commit_branch, undone_if_interrupted
 from pipelines.config.stackfiles import stack_path, validate_stack_text
 from pipelines.promotion.registries import Registries, source_of
 from pipelines.release.pins import TRAILER_MODEL, TRAILER_PREVIOUS, TRAILER_VERSION, pin_at, pin_in, set_pin
@@ -52,8 +52,10 @@ def configured_registries(root: Path) -> Registries:
     return local.registries()
 
 
-def model_and_order(root: Path, environment: str, model: str | None) -> tuple[str, str | None]:
-    source = source_of(environment)  # BadInput for an environment outside dev → staging → prod
+def model_and_order(
+    root: Path, environment: str, model: str | None, action: str = "promote to"
+) -> tuple[str, str | None]:
+    source = source_of(environment, action)  # BadInput for an environment outside dev → staging → prod
     pinned = load_stack(root, environment).serving.model.name
     if model is not None and model != pinned:
         raise BadInput(f"stacks/Pulumi.{environment}.yaml serves model {pinned!r}, not {model!r}")
@@ -131,19 +133,22 @@ def request_promotion(
         + "\n\n"
         + promotion_trailers("promotion", environment, model, version, current)
     )
-    commit = commit_branch(
-        git,
-        base_ref,
-        (path, new_text),
-        message=f"{subject}\n\n{body}",
-        branch=branch,
-        remote=remote,
-        push_branch=push_branch,
-        expect_numstat=["1", "1", path],  # exactly the pin line
-    )
-    request = PromotionRequest(environment, model, version, current, branch, commit, pushed=push_branch)
-    title_body = (subject, f"{body}\n\nThe `promote` workflow runs `mlops gate --env {environment}` on this PR.")
-    open_pull_request(root, request, base=base, remote=remote, title_body=title_body, open_pr=open_pr and push_branch)
+    with undone_if_interrupted(git, branch, remote):
+        commit = commit_branch(
+            git,
+            base_ref,
+            (path, new_text),
+            message=f"{subject}\n\n{body}",
+            branch=branch,
+            remote=remote,
+            push_branch=push_branch,
+            expect_numstat=["1", "1", path],  # exactly the pin line
+        )
+        request = PromotionRequest(environment, model, version, current, branch, commit, pushed=push_branch)
+        title_body = (subject, f"{body}\n\nThe `promote` workflow runs `mlops gate --env {environment}` on this PR.")
+        open_pull_request(
+            root, request, base=base, remote=remote, title_body=title_body, open_pr=open_pr and push_branch
+        )
     return request
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import BadInput, CheckFailed
-from pipelines.common.git import Git, push
+from pipelines.common.git import Git, push, undone_if_interrupted
 from pipelines.config.stackfiles import stack_path
 from pipelines.release.pins import PinChange, pin_history
 from pipelines.release.promote import PromotionRequest, model_and_order, open_pull_request, promotion_trailers
@@ -36,7 +36,7 @@ def rollback(
     reason: str = "",
 ) -> RollbackResult:
     """Revert the last promotion of `environment` on the remote's base: a pull request, or (direct) a push."""
-    model, _ = model_and_order(root, environment, None)
+    model, _ = model_and_order(root, environment, None, action="roll back")
     git = Git(root)
     base_ref = git.start_change(remote, base)
     history = pin_history(git, environment, base_ref)
@@ -57,34 +57,35 @@ def rollback(
         + "\n\n"
         + promotion_trailers("rollback", environment, model, last.before, last.after)
     )
-    with git.worktree(base_ref) as tree:
-        parents = git.run("rev-list", "--parents", "-n", "1", last.commit, cwd=tree).split()[1:]
-        revert = ["revert", "--no-commit", *(["-m", "1"] if len(parents) > 1 else []), last.commit]
-        if subprocess.run(["git", *revert], cwd=tree, capture_output=True, timeout=120, check=False).returncode:
-            raise CheckFailed(
-                f"reverting {last.commit[:12]} conflicts with later changes of {path}",
-                hint="edit the pin back by hand in a pull request",
-            )
-        changed = git.run("diff", "--cached", "--name-only", cwd=tree).split()
-        if changed != [path]:
-            raise CheckFailed(
-                f"the promotion commit {last.commit[:12]} changed more than {path} ({', '.join(changed)})",
-                hint="revert it by hand in a pull request",
-            )
-        git.run("commit", "--quiet", "-m", f"{subject}\n\n{body}", cwd=tree)
-        commit = git.run("rev-parse", "HEAD", cwd=tree)
-        if direct:
-            push(git, tree, remote, f"HEAD:refs/heads/{base}", f"the rollback to {base}")
-            return RollbackResult(environment, model, last, commit, pushed_to=base)
-        branch = f"rollback/{environment}-{last.commit[:8]}"
-        git.run("branch", "--force", branch, commit)
-        try:
-            push(git, tree, remote, f"{branch}:refs/heads/{branch}", f"branch {branch}")
-        except CheckFailed:
-            git.run("branch", "-D", branch, check=False)
-            raise
-    result = RollbackResult(environment, model, last, commit, pushed_to=branch, branch=branch)
-    request = PromotionRequest(environment, model, last.before or 0, last.after, branch, commit, pushed=True)
-    open_pull_request(root, request, base=base, remote=remote, title_body=(subject, body), open_pr=open_pr)
-    result.pull_request, result.next_steps = request.pull_request, request.next_steps
+    branch = f"rollback/{environment}-{last.commit[:8]}"
+    with undone_if_interrupted(git, branch, remote):
+        with git.worktree(base_ref) as tree:
+            parents = git.run("rev-list", "--parents", "-n", "1", last.commit, cwd=tree).split()[1:]
+            revert = ["revert", "--no-commit", *(["-m", "1"] if len(parents) > 1 else []), last.commit]
+            if subprocess.run(["git", *revert], cwd=tree, capture_output=True, timeout=120, check=False).returncode:
+                raise CheckFailed(
+                    f"reverting {last.commit[:12]} conflicts with later changes of {path}",
+                    hint="edit the pin back by hand in a pull request",
+                )
+            changed = git.run("diff", "--cached", "--name-only", cwd=tree).split()
+            if changed != [path]:
+                raise CheckFailed(
+                    f"the promotion commit {last.commit[:12]} changed more than {path} ({', '.join(changed)})",
+                    hint="revert it by hand in a pull request",
+                )
+            git.run("commit", "--quiet", "-m", f"{subject}\n\n{body}", cwd=tree)
+            commit = git.run("rev-parse", "HEAD", cwd=tree)
+            if direct:
+                push(git, tree, remote, f"HEAD:refs/heads/{base}", f"the rollback to {base}")
+                return RollbackResult(environment, model, last, commit, pushed_to=base)
+            git.run("branch", "--force", branch, commit)
+            try:
+                push(git, tree, remote, f"{branch}:refs/heads/{branch}", f"branch {branch}")
+            except CheckFailed:
+                git.run("branch", "-D", branch, check=False)
+                raise
+        result = RollbackResult(environment, model, last, commit, pushed_to=branch, branch=branch)
+        request = PromotionRequest(environment, model, last.before or 0, last.after, branch, commit, pushed=True)
+        open_pull_request(root, request, base=base, remote=remote, title_body=(subject, body), open_pr=open_pr)
+        result.pull_request, result.next_steps = request.pull_request, request.next_steps
     return result

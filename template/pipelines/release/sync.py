@@ -62,7 +62,7 @@ def sync(
         verify_artifacts,
     )
 
-    model, source = model_and_order(root, environment, None)
+    model, source = model_and_order(root, environment, None, action="sync")
     version = load_stack(root, environment).serving.model.version
     result = SyncResult(environment, model, version)
     if version is None:
