@@ -22,9 +22,19 @@ import os
 import time
 from typing import Any
 
+from apps.serving.guard import (
+    ClientGone,
+    Limits,
+    Rejection,
+    error_body,
+    normalised,
+    read_checked_body,
+    replay,
+)
 from apps.serving.monitoring import NO_MODEL, Metrics
 
 PREDICT, METRICS_PATH = "/predict", "/metrics"
+JSON = b"application/json"
 Scope = dict[str, Any]
 # BentoML's classes this module stands in for, as they were (a test holds them to the reason).
 REPLACED: dict[str, type] = {}
@@ -50,12 +60,13 @@ def render_metrics() -> tuple[bytes, str]:
 
 
 class ServingMiddleware:
-    """`/metrics`, and for `/predict`: the whole request's duration (body parsing and validation
-    included) and its status code, labelled with the version the response names (error answers name
-    none: they get the version this worker last answered with)."""
+    """`/metrics`; for every POST, the checks of `apps/serving/guard.py` before the app sees the body and
+    the one shape of a 4xx answer; for `/predict`: the whole request's duration (body reading and
+    validation included), its status code and, for a rejection, its reason, labelled with the version
+    the response names (error answers name none: they get the version this worker last answered with)."""
 
-    def __init__(self, app: Any, model_name: str, environment: str) -> None:
-        self.app, self.model_name, self.environment = app, model_name, environment
+    def __init__(self, app: Any, model_name: str, environment: str, limits: Limits) -> None:
+        self.app, self.model_name, self.environment, self.limits = app, model_name, environment, limits
         self.last_version = NO_MODEL
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
@@ -67,31 +78,64 @@ class ServingMiddleware:
             body, content_type = await asyncio.get_running_loop().run_in_executor(None, render_metrics)
             await _respond(send, 200, body, content_type.encode())
             return
-        if path != PREDICT:
+        if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        started, version, status = time.perf_counter(), self.last_version, 0
-
-        async def capture(message: dict[str, Any]) -> None:
-            nonlocal version, status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                for key, value in message.get("headers", ()):
-                    if key == b"x-model-version":
-                        version = self.last_version = value.decode()
-            await send(message)
-
+        started, answer = time.perf_counter(), _Answer(send, self)
         try:
-            await self.app(scope, receive, capture)
+            try:
+                body = await read_checked_body(scope, receive, self.limits)
+            except Rejection as rejection:
+                answer.status, answer.reason = rejection.status, rejection.reason
+                await _respond(send, rejection.status, error_body(rejection.reason, rejection.detail), JSON)
+                return
+            except ClientGone:
+                answer.status, answer.reason = 499, "client_gone"
+                return
+            await self.app(scope, replay(body, receive), answer.send)
         except asyncio.CancelledError:  # the deadline (CancellingTimeout answers 504)
-            status = status or 504
+            answer.status = answer.status or 504
             raise
         except Exception:  # ServerErrorMiddleware, outside, answers 500
-            status = status or 500
+            answer.status = answer.status or 500
             raise
         finally:
-            bound = Metrics.get().bound(self.model_name, version, self.environment)
-            bound.responded(status, time.perf_counter() - started)
+            if path == PREDICT:
+                bound = Metrics.get().bound(self.model_name, answer.version, self.environment)
+                bound.responded(answer.status, time.perf_counter() - started)
+                if 400 <= answer.status < 500:
+                    bound.rejected(answer.reason or f"http_{answer.status}")
+
+
+class _Answer:
+    """The app's answer on its way out: its status and version seen, a 4xx rewritten in the one shape."""
+
+    def __init__(self, send: Any, middleware: ServingMiddleware) -> None:
+        self._send, self._middleware = send, middleware
+        self.version, self.status, self.reason = middleware.last_version, 0, ""
+        self._start: dict[str, Any] | None = None
+        self._body = b""
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            for key, value in message.get("headers", ()):
+                if key == b"x-model-version":
+                    self.version = self._middleware.last_version = value.decode()
+            if 400 <= self.status < 500:  # held until its body is in, then answered in the one shape
+                self._start = message
+                return
+        elif self._start is not None and message["type"] == "http.response.body":
+            self._body += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            self.reason, text = normalised(self.status, self._body)
+            headers = [(k, v) for k, v in self._start.get("headers", ()) if k != b"content-length"]
+            headers.append((b"content-length", str(len(text)).encode()))
+            await self._send({**self._start, "headers": headers})
+            await self._send({"type": "http.response.body", "body": text})
+            return
+        await self._send(message)
 
 
 class CancellingTimeout:

@@ -7,6 +7,8 @@ MODEL_ALIAS              alias to follow when no version is pinned (default `cha
 MODEL_REFRESH_SECONDS    how often to re-resolve a followed alias (0: load once)
 SERVING_ENVIRONMENT      environment label on metrics and responses
 MAX_BATCH_ROWS           largest batch one request may carry (413 above it)
+MAX_REQUEST_BYTES        largest request body (413 above it; default 1 MiB)
+REQUEST_BODY_TIMEOUT_SECONDS  time a client has to send its whole body (408 after it)
 SERVING_WORKERS          BentoML worker processes (1 per core the pod gets; replicas scale out)
 SERVING_ACCESS_LOG       one log line per request (off by default: it costs ~8 % of throughput)
 SERVING_TRACING          OpenTelemetry spans per request (off by default: turn it on together with a
@@ -36,6 +38,8 @@ class ServingConfig(BaseModel):
     refresh_seconds: float = Field(default=0, ge=0, le=3600)
     environment: str = Field(default="local", pattern=r"^[a-z][a-z0-9-]*$")
     max_batch_rows: int = Field(default=1000, ge=1, le=100_000)
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    body_timeout_seconds: float = Field(default=10, gt=0, le=300)
     workers: int = Field(default=1, ge=1, le=64)
     access_log: bool = False
     tracing: bool = False
@@ -56,6 +60,8 @@ class ServingConfig(BaseModel):
             "refresh_seconds": "MODEL_REFRESH_SECONDS",
             "environment": "SERVING_ENVIRONMENT",
             "max_batch_rows": "MAX_BATCH_ROWS",
+            "max_request_bytes": "MAX_REQUEST_BYTES",
+            "body_timeout_seconds": "REQUEST_BODY_TIMEOUT_SECONDS",
             "workers": "SERVING_WORKERS",
             "access_log": "SERVING_ACCESS_LOG",
             "tracing": "SERVING_TRACING",

@@ -30,20 +30,23 @@ with bentoml.importing():
     from apps.serving.asgi import ServingMiddleware, use_cancelling_timeout
     from apps.serving.config import ServingConfig
     from apps.serving.drift import REFERENCE_FILE, DriftReport
+    from apps.serving.guard import Limits, tagged
     from apps.serving.model import LoadedModel, ModelHolder
     from apps.serving.monitoring import NO_MODEL, InputSample, Metrics, VersionMetrics, check_drift
 
 CONFIG = ServingConfig.from_env()
+SERVED: list[ModelHolder] = []  # this worker's model holder, once the service is made
 log = logging.getLogger(__name__)
 use_cancelling_timeout()
 # Routes BentoML traces when SERVING_TRACING is off: with no exporter configured it still made and
 # dropped a span per request (a fifth of a 1-row request's CPU).
 UNTRACED = ["/predict", "/model", "/monitoring", "/metrics", "/livez", "/readyz", "/docs", "/schema"]
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# Strict: a number only (a string such as "17.99", true/false or null is refused, naming row and column).
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 Row = Annotated[list[FiniteFloat], Field(min_length=1, max_length=10_000)]
-# The schema bound rejects absurd bodies early; MAX_BATCH_ROWS (413) is the configured limit.
-Instances = Annotated[list[Row], Field(min_length=1, max_length=100_000)]
+# No schema bound on rows: the body limit and MAX_BATCH_ROWS (413, apps/serving/guard.py) bound a batch.
+Instances = Annotated[list[Row], Field(min_length=1)]
 
 
 class ServedModel(BaseModel):
@@ -65,7 +68,7 @@ class RequestRejected(BentoMLException):
     """A 4xx whose message tells the client what to fix (counted by reason in the metrics)."""
 
     def __init__(self, message: str, status: HTTPStatus, reason: str) -> None:
-        super().__init__(message, error_code=status)
+        super().__init__(tagged(reason, message), error_code=status)
         self.reason = reason
 
 
@@ -82,6 +85,7 @@ class ModelService:
         self.metrics = Metrics.get()
         self.holder = ModelHolder(CONFIG)
         self.holder.start()
+        SERVED.append(self.holder)
         self._samples: dict[int, InputSample] = {}
         self._samples_lock = threading.Lock()
         if CONFIG.drift_check_seconds > 0:
@@ -121,10 +125,7 @@ class ModelService:
             rows = self._validated(instances, model)
             probabilities = model.predict_proba(rows)
             predictions = (probabilities >= 0.5).astype(np.int64)
-        except RequestRejected as exc:
-            bound.rejected(exc.reason)
-            raise
-        except BentoMLException:
+        except BentoMLException:  # a RequestRejected is counted by ServingMiddleware, under its reason
             raise
         except Exception:
             bound.failed("error")
@@ -229,7 +230,21 @@ class ModelService:
         }
 
 
+def served_width() -> int | None:
+    """The served model's number of features in this worker (bounds a batch's values before parsing)."""
+    model = SERVED[-1].model if SERVED else None
+    return model.n_features if model is not None else None
+
+
 # `@bentoml.service` returns a Service wrapping the class; mypy sees the class.
 ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
-    ServingMiddleware, model_name=CONFIG.model_name, environment=CONFIG.environment
+    ServingMiddleware,
+    model_name=CONFIG.model_name,
+    environment=CONFIG.environment,
+    limits=Limits(
+        max_bytes=CONFIG.max_request_bytes,
+        max_rows=CONFIG.max_batch_rows,
+        body_timeout=CONFIG.body_timeout_seconds,
+        width=served_width,
+    ),
 )

@@ -14,6 +14,7 @@ from apps.serving.smoke import sample_row
 from tests.conftest import ROOT
 
 MAX_ROWS = 5
+BODY_LIMIT = 64 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +42,7 @@ def client(sqlite_registry: str) -> Iterator[TestClient]:
             "MLFLOW_TRACKING_URI": sqlite_registry,
             "MODEL_NAME": "prod.diagnosis",
             "MAX_BATCH_ROWS": str(MAX_ROWS),
+            "MAX_REQUEST_BYTES": str(BODY_LIMIT),
             "SERVING_ENVIRONMENT": "test",
         }.items():
             patch.setenv(name, value)
@@ -69,27 +71,102 @@ def test_model_endpoint_reports_what_is_served(client: TestClient) -> None:
     assert (info["ready"], info["model_version"], info["n_features"], info["environment"]) == (True, 1, 30, "test")
 
 
-BAD: dict[str, tuple[dict[str, Any], int, str]] = {
-    "wrong shape": ({"json": {"instances": [[1.0, 2.0]]}}, 422, "every row must have 30 features"),
-    "ragged rows": ({"json": {"instances": [[1.0] * 30, [1.0] * 29]}}, 422, "got rows of [29, 30]"),
-    "wrong type": ({"json": {"instances": [["a"] * 30]}}, 400, "valid number"),
-    "NaN": ({"content": '{"instances": [[NaN' + ", 1.0" * 29 + "]]}"}, 400, "finite number"),
-    "infinity": ({"content": '{"instances": [[Infinity' + ", 1.0" * 29 + "]]}"}, 400, "finite number"),
-    "oversized batch": ({"json": {"instances": [[1.0] * 30] * (MAX_ROWS + 1)}}, 413, f"limit of {MAX_ROWS}"),
-    "empty batch": ({"json": {"instances": []}}, 400, "at least 1 item"),
-    "missing field": ({"json": {"rows": [[1.0] * 30]}}, 400, "Field required"),
-    "non-JSON body": ({"content": "hello"}, 400, "Invalid JSON"),
+JSON = {"content-type": "application/json"}
+ROW = ", 1.0" * 29
+# case: (request, status, reason, a fragment of the detail)
+BAD: dict[str, tuple[dict[str, Any], int, str, str]] = {
+    "wrong shape": ({"json": {"instances": [[1.0, 2.0]]}}, 422, "wrong_shape", "every row must have 30 features"),
+    "ragged rows": ({"json": {"instances": [[1.0] * 30, [1.0] * 29]}}, 422, "wrong_shape", "got rows of [29, 30]"),
+    "a string": ({"json": {"instances": [["a"] * 30]}}, 400, "not_a_number", "instances row 0, column 0: must be"),
+    "a numeric string": (
+        {"content": '{"instances": [[1.0' + ROW[:-5] + ', "17.99"]]}'},
+        400,
+        "not_a_number",
+        "row 0, column 29",
+    ),
+    "a boolean": ({"json": {"instances": [[1.0] * 30, [True] + [1.0] * 29]}}, 400, "not_a_number", "row 1, column 0"),
+    "null": ({"json": {"instances": [[None] + [1.0] * 29]}}, 400, "not_a_number", "row 0, column 0"),
+    "NaN": ({"content": '{"instances": [[NaN' + ROW + "]]}"}, 400, "not_finite", "must be a finite number"),
+    "infinity": ({"content": '{"instances": [[Infinity' + ROW + "]]}"}, 400, "not_finite", "finite number"),
+    "one row too many": (
+        {"json": {"instances": [[1.0] * 30] * (MAX_ROWS + 1)}},
+        413,
+        "batch_too_large",
+        f"more than {MAX_ROWS} rows",
+    ),
+    "far too many rows": ({"json": {"instances": [[1]] * 5_000}}, 413, "batch_too_large", f"more than {MAX_ROWS} rows"),
+    "one wide row": ({"json": {"instances": [[1.0] * 9_000]}}, 413, "batch_too_large", "more values than"),
+    "empty batch": ({"json": {"instances": []}}, 400, "wrong_shape", "at least 1 item"),
+    "missing field": ({"json": {"rows": [[1.0] * 30]}}, 400, "missing_field", "instances: Field required"),
+    "non-JSON body": ({"content": "hello"}, 400, "invalid_json", "Invalid JSON"),
+    "a form": ({"data": {"instances": "1"}}, 415, "unsupported_media_type", "application/x-www-form-urlencoded"),
+    "plain text": (
+        {"content": "[[1]]", "headers": {"content-type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+        "text/plain",
+    ),
+    "a body over the limit": (
+        {"content": b" " * (BODY_LIMIT + 1)},
+        413,
+        "body_too_large",
+        f"the limit is {BODY_LIMIT}",
+    ),
+    "a chunked body over the limit": (
+        {"content": iter([b" " * 4096] * (BODY_LIMIT // 4096 + 1))},
+        413,
+        "body_too_large",
+        "exceeds the limit",
+    ),
 }
 
 
+def _rejected(client: TestClient, reason: str) -> float:
+    key = (
+        "model_rejected_requests_total",
+        (("environment", "test"), ("model_name", "prod.diagnosis"), ("model_version", "1"), ("reason", reason)),
+    )
+    return _series(client.get("/metrics").text).get(key, 0.0)
+
+
 @pytest.mark.parametrize("case", list(BAD))
-def test_bad_input_is_a_4xx_with_a_message(client: TestClient, case: str) -> None:
-    kwargs, status, message = BAD[case]
+def test_bad_input_is_a_4xx_in_one_shape_counted_by_reason(client: TestClient, case: str) -> None:
+    kwargs, status, reason, detail = BAD[case]
     if "content" in kwargs:
-        kwargs = {**kwargs, "headers": {"content-type": "application/json"}}
+        kwargs = {"headers": JSON, **kwargs}
+    counted = _rejected(client, reason)
+    client.post("/predict", json={"instances": [sample_row()]})  # the version the rejection is labelled with
     response = client.post("/predict", **kwargs)
     assert response.status_code == status, response.text
-    assert message in response.text
+    body = response.json()
+    assert set(body) == {"error", "detail"} and body["error"] == reason, body
+    assert detail in body["detail"], body
+    assert not body["detail"].startswith("["), "the reason tag is taken off"
+    assert _rejected(client, reason) == counted + 1, f"{reason} is counted"
+
+
+def test_other_routes_answer_4xx_in_the_same_shape(client: TestClient) -> None:
+    response = client.post("/model", content=b"{}", headers={"content-type": "text/csv"})
+    assert response.status_code == 415 and set(response.json()) == {"error", "detail"}
+
+
+def test_a_slow_body_times_out_with_408() -> None:
+    import asyncio
+
+    from apps.serving.guard import Limits, Rejection, read_checked_body
+
+    async def trickle() -> dict[str, Any]:
+        await asyncio.sleep(0.2)
+        return {"type": "http.request", "body": b" ", "more_body": True}
+
+    async def attempt() -> Rejection:
+        scope = {"headers": [(b"content-type", b"application/json")]}
+        with pytest.raises(Rejection) as raised:
+            await read_checked_body(scope, trickle, Limits(max_bytes=1 << 20, max_rows=5, body_timeout=0.5))
+        return raised.value
+
+    rejection = asyncio.run(attempt())
+    assert (rejection.status, rejection.reason) == (408, "body_timeout")
 
 
 @pytest.mark.parametrize(
