@@ -63,7 +63,7 @@ def _bodies(rows: int) -> dict[str, bytes]:
     }
 
 
-def _cpus() -> tuple[list[str], str | None]:
+def cpus_for_servers() -> tuple[list[str], str | None]:
     """(command prefix for the servers, CPUs for wrk): servers on CPU 0, wrk on the rest."""
     count, taskset = os.cpu_count() or 1, shutil.which("taskset")
     if count < 2 or taskset is None:
@@ -85,7 +85,9 @@ def _write_weights(tracking_uri: str, path: Path) -> None:
     path.write_text(json.dumps({"weights": weights.tolist(), "intercept": intercept}))
 
 
-def _start(root: Path, home: Path, tracking_uri: str, drift_seconds: float, pin: list[str]) -> dict[str, Proc]:
+def start_servers(  # noqa: PLR0917 -- the bench scripts' one way to start servers
+    root: Path, home: Path, tracking_uri: str, drift_seconds: float, pin: list[str], servers: tuple[str, ...] = SERVERS
+) -> dict[str, Proc]:
     bin_dir = Path(sys.executable).parent
     env = {
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -116,8 +118,8 @@ def _start(root: Path, home: Path, tracking_uri: str, drift_seconds: float, pin:
     }
     procs: dict[str, Proc] = {}
     try:
-        for name, command in commands.items():
-            port = free_port()
+        for name in servers:
+            command, port = commands[name], free_port()
             procs[name] = spawn(
                 name,
                 [*pin, *command(port)],
@@ -318,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     find_wrk(install=True)
     root = find_root()
     output = args.output or root / ".mlops" / "bench" / "serving.json"
-    pin, cpus = _cpus()
+    pin, cpus = cpus_for_servers()
     print(
         f"{os.cpu_count()} CPUs; " + (f"servers on CPU 0, wrk on CPUs {cpus}" if cpus else "no CPU pinning"),
         flush=True,
@@ -335,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
         train(tracking_uri, MODEL)
         _write_weights(tracking_uri, home / "weights.json")
         started = time.monotonic()
-        procs = _start(root, home, tracking_uri, args.drift_seconds, pin)
+        procs = start_servers(root, home, tracking_uri, args.drift_seconds, pin)
         hot: list[str] = []
         try:
             wait_http(procs["bentoml"], "/readyz", timeout=120)

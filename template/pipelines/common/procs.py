@@ -98,11 +98,14 @@ def process_identity(pid: int) -> tuple[int, tuple[str, ...]] | None:
 
 
 def _same_command(found: tuple[str, ...], recorded: tuple[str, ...]) -> bool:
-    """The command line the kernel shows is the one recorded, allowing for a script's interpreter
-    (`#!/…/python` puts the interpreter first and the script's path after it)."""
-    if found == recorded:
-        return True
-    return len(found) > len(recorded) and found[-len(recorded) :] == recorded
+    """The command line the kernel shows is the one recorded, allowing for what exec changes in front of
+    it: a script's interpreter (`#!/…/python` puts it first) and a launcher that execs the command
+    (`taskset -c 0 …`, up to three words). With the start time equal, this only guards against a
+    coincidence."""
+    common = 0
+    while common < min(len(found), len(recorded)) and found[-1 - common] == recorded[-1 - common]:
+        common += 1
+    return common == len(recorded) or common >= max(2, len(recorded) - 3)
 
 
 def _pids() -> list[int]:
