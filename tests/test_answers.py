@@ -35,9 +35,23 @@ BAD_ANSWERS = {
     ),
     "negative budget": (
         {"budget_prod_usd": -100},
-        "budget_prod_usd must be between 1 and 1000000 USD (got -100)",
+        'budget_prod_usd must be a whole number of USD, like 600 (got "-100")',
     ),
-    "zero budget": ({"budget_dev_usd": 0}, "budget_dev_usd must be between 1 and 1000000 USD (got 0)"),
+    "zero budget": ({"budget_dev_usd": 0}, 'budget_dev_usd must be a whole number of USD, like 600 (got "0")'),
+    "non-numeric budget": (
+        {"budget_dev_usd": "abc"},
+        'budget_dev_usd must be a whole number of USD, like 600 (got "abc")',
+    ),
+    "fractional budget": ({"budget_staging_usd": "12.5"}, "budget_staging_usd must be a whole number of USD"),
+    "budget too large": (
+        {"budget_prod_usd": 2_000_000},
+        "budget_prod_usd must be between 1 and 1000000 USD (got 2000000)",
+    ),
+    "gcp project id with google": (
+        {"clouds": "gcp", "gcp_project_id": "google-proj"},
+        'gcp_project_id "google-proj" contains a string GCP reserves',
+    ),
+    "gcp project id with ssl": ({"clouds": "both", "gcp_project_id": "my-ssl-proj"}, "contains a string GCP reserves"),
     "bad e-mail": ({"budget_alert_email": "alerts@localhost"}, "is not a valid e-mail address"),
     "bad model name": ({"model_name": "Churn Model"}, 'model_name "Churn Model" must be 1-40 lowercase'),
     "bad cost center": ({"cost_center": "ML Team"}, 'cost_center "ML Team" must be 1-63'),
@@ -56,8 +70,16 @@ def test_bad_answer_is_refused_and_nothing_is_written(tmp_path: Path, case: str)
     assert not destination.exists(), "a refused answer must not leave files behind"
 
 
-def test_copier_cli_shows_the_validator_message(tmp_path: Path) -> None:
-    """What a user typing `copier copy --data` sees: the message and a failing exit code."""
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        ("budget_staging_usd=-1", 'budget_staging_usd must be a whole number of USD, like 600 (got "-1")'),
+        ("budget_dev_usd=abc", 'budget_dev_usd must be a whole number of USD, like 600 (got "abc")'),
+    ],
+)
+def test_copier_cli_shows_the_validator_message(tmp_path: Path, answer: str, message: str) -> None:
+    """What a user typing `copier copy --data` sees: the question named with the validator's message (a
+    non-numeric budget used to end in `invalid literal for int()`) and a failing exit code."""
     destination = tmp_path / "project"
     result = subprocess.run(
         [
@@ -69,18 +91,43 @@ def test_copier_cli_shows_the_validator_message(tmp_path: Path) -> None:
             "--vcs-ref",
             "HEAD",
             "--data",
-            "budget_staging_usd=-1",
-            str(ROOT),
-            str(destination),
+            answer,
+            ROOT,
+            destination,
         ],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
     )
+    output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert "budget_staging_usd must be between 1 and 1000000 USD (got -1)" in result.stdout + result.stderr
+    assert f"Validation error for question '{answer.split('=')[0]}'" in output and message in output
+    assert "invalid literal" not in output
     assert not destination.exists()
+
+
+def test_the_readme_copy_command_works_as_written(tmp_path: Path) -> None:
+    """The template README's `copier copy` line, run as written (its source replaced by this checkout, as
+    its comment allows; `--defaults` because a test cannot answer the questions): copier accepts it."""
+    import shlex
+
+    readme = (ROOT / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if line.startswith("uvx copier copy "))
+    words = shlex.split(line.split("#")[0])
+    assert words[:3] == ["uvx", "copier", "copy"], line
+    source = next(word for word in words if word.startswith("gh:"))
+    args = [str(ROOT) if word == source else word for word in words[3:]]
+    result = subprocess.run(
+        [sys.executable, "-m", "copier", "copy", *args, "--defaults", "--vcs-ref", "HEAD"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / args[-1] / "Pulumi.yaml").is_file()
 
 
 def test_every_free_text_question_has_help_placeholder_and_validator() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +27,27 @@ PROVIDER_KEYS: dict[str, tuple[str, str]] = {
     "gcp:project": ("gcp", "project"),
     "gcp:region": ("gcp", "region"),
 }
+PROVIDER_NAMESPACES = {"aws", "gcp", "kubernetes", "pulumi", "random", "tls"}
 # Static credentials never belong in a stack file: CI uses OIDC, people use their own login.
+AWS_LOGIN = "use GitHub OIDC (CI) or `aws sso login` (people)"
+GCP_LOGIN = "use Workload Identity Federation (CI) or `gcloud auth application-default login`"
 FORBIDDEN_KEYS = {
-    "aws:accessKey": "use GitHub OIDC (CI) or `aws sso login` (people)",
-    "aws:secretKey": "use GitHub OIDC (CI) or `aws sso login` (people)",
-    "aws:token": "use GitHub OIDC (CI) or `aws sso login` (people)",
-    "gcp:credentials": "use Workload Identity Federation (CI) or `gcloud auth application-default login`",
-    "gcp:accessToken": "use Workload Identity Federation (CI) or `gcloud auth application-default login`",
+    "aws:accessKey": AWS_LOGIN,
+    "aws:secretKey": AWS_LOGIN,
+    "aws:token": AWS_LOGIN,
+    "aws:profile": f"a profile is a person's own setting, not the stack's: {AWS_LOGIN} and set AWS_PROFILE",
+    "aws:sharedCredentialsFiles": f"credential files stay on people's machines: {AWS_LOGIN}",
+    "aws:sharedCredentialsFile": f"credential files stay on people's machines: {AWS_LOGIN}",
+    "aws:sharedConfigFiles": f"config files stay on people's machines: {AWS_LOGIN}",
+    "gcp:credentials": GCP_LOGIN,
+    "gcp:accessToken": GCP_LOGIN,
+    "kubernetes:kubeconfig": "a kubeconfig holds cluster credentials: set `kubernetes:context` and use your own",
 }
+# Any other provider key whose name says it holds a secret is refused the same way.
+SECRET_NAME = re.compile(r"(?i)(secret|token|password|credential|private.?key|access.?key|client.?key|api.?key)")
+SAFE_PROVIDER_KEYS = {"aws:skipCredentialsValidation"}
+# A stack file is a page of settings; anything this large is a mistake (and would be slow to review).
+MAX_STACK_FILE_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -95,6 +109,12 @@ def load_stack(root: Path, stack: str) -> Settings:
     if not path.is_file():
         known = ", ".join(list_stacks(root)) or "none"
         raise SettingsError(source, [Problem("(file)", f"no such stack file; stacks with a file: {known}")])
+    size = path.stat().st_size
+    if size > MAX_STACK_FILE_BYTES:
+        raise SettingsError(
+            source,
+            [Problem("(file)", f"is {size:,} bytes; a stack file may hold at most {MAX_STACK_FILE_BYTES:,}")],
+        )
     document = _read_yaml(path, source)
     if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
         raise SettingsError(source, [Problem("config", "the file must be a mapping with a `config:` mapping")])
@@ -135,19 +155,16 @@ def settings_from_config(config: Mapping[str, Any], project: str, source: str, s
     problems: list[Problem] = []
     for key, value in config.items():
         namespace, _, name = str(key).partition(":")
-        if key in FORBIDDEN_KEYS:
-            problems.append(
-                Problem(
-                    key,
-                    f"static credentials are not allowed in stack files; {FORBIDDEN_KEYS[key]}",
-                    _line(config, [key]),
-                )
-            )
+        if key in FORBIDDEN_KEYS or (
+            namespace in PROVIDER_NAMESPACES and SECRET_NAME.search(name) and key not in SAFE_PROVIDER_KEYS
+        ):
+            reason = FORBIDDEN_KEYS.get(key, "secrets go to the CI's secret store or the cloud's secret manager")
+            problems.append(Problem(key, f"credentials are not allowed in stack files; {reason}", _line(config, [key])))
         elif namespace == project and name:
             raw[name] = value
         elif key in PROVIDER_KEYS:
             provider_values.append((key, value))
-        elif namespace in {"aws", "gcp", "kubernetes", "pulumi", "random", "tls"}:
+        elif namespace in PROVIDER_NAMESPACES:
             continue  # other provider settings are Pulumi's business, not ours
         else:
             problems.append(

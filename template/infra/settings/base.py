@@ -3,15 +3,32 @@
 from __future__ import annotations
 
 import re
+import types
 from enum import StrEnum
 from ipaddress import IPv4Network
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 
 class Frozen(BaseModel):
+    """Every settings model: immutable, no unknown keys, and no silent conversion of a value's type."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _types_as_written(cls, value: Any, info: ValidationInfo) -> Any:
+        """A count, a pin or a switch is what the file says, never converted: `version: "3"` or
+        `version: true` is refused (pydantic would read them as 3 and 1), and so is `enabled: "yes"`."""
+        field = cls.model_fields.get(info.field_name or "")
+        if field is None:
+            return value
+        wanted = _scalar_kinds(field.annotation)
+        items = _scalar_kinds(_list_item(field.annotation))
+        for item in value if isinstance(value, list) and items else [value]:
+            _refuse_conversion(item, items if isinstance(value, list) and items else wanted)
+        return value
 
 
 class Environment(StrEnum):
@@ -103,3 +120,30 @@ Principal = Annotated[str, AfterValidator(_principal)]
 
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 CommitSha = Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
+
+
+def _scalar_kinds(annotation: Any) -> set[type]:
+    """Which of int, float and bool an annotation wants (through Optional and unions), if any."""
+    if annotation is None:
+        return set()
+    if get_origin(annotation) in (Union, types.UnionType):
+        return set().union(*(_scalar_kinds(arg) for arg in get_args(annotation)))
+    if get_origin(annotation) is Annotated:
+        return _scalar_kinds(get_args(annotation)[0])
+    return {annotation} & {int, float, bool}
+
+
+def _list_item(annotation: Any) -> Any:
+    return get_args(annotation)[0] if get_origin(annotation) is list and get_args(annotation) else None
+
+
+def _refuse_conversion(value: Any, wanted: set[type]) -> None:
+    if not wanted or value is None:
+        return
+    if bool in wanted and not isinstance(value, bool):
+        raise ValueError(f"must be true or false, written without quotes (got {value!r})")
+    if wanted & {int, float} and isinstance(value, (bool, str)):
+        kind = "a whole number" if wanted & {int, float} == {int} else "a number"
+        raise ValueError(f"must be {kind}, written without quotes (got {value!r})")
+    if wanted & {int, float} == {int} and isinstance(value, float):
+        raise ValueError(f"must be a whole number (got {value!r})")

@@ -79,8 +79,15 @@ class AwsSettings(Frozen):
     cluster: ClusterSettings
 
 
+def _project_id_allowed(project: str) -> str:
+    reserved = [word for word in ("google", "ssl", "null", "undefined") if word in project]
+    if reserved:
+        raise ValueError(f"GCP reserves {reserved[0]!r}: a project id may not contain it (got {project!r})")
+    return project
+
+
 class GcpSettings(Frozen):
-    project: str = Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$")
+    project: Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$"), AfterValidator(_project_id_allowed)]
     region: GcpRegion
     # The billing account the budget watches (`gcloud billing accounts list`).
     billing_account: str = Field(pattern=r"^[0-9A-F]{6}-[0-9A-F]{6}-[0-9A-F]{6}$")

@@ -5,8 +5,8 @@ largest bad requests the serving app accepts to read are in flight.
 
 It trains the reference model into a scratch registry and starts the serving app as the Deployment runs
 it (one worker, on CPU 0; the clients run on the other CPUs). One client then sends 1-row requests one
-after the other for `--seconds` seconds, first alone, then while another client keeps sending bad requests (one in flight at a time), one
-kind at a time, each from a process of its own:
+after the other for `--seconds` seconds, first alone, then while another client (a process of its own)
+keeps sending bad requests, one in flight at a time, one kind after the other:
 - `parsed`: the most work a bad body can cause, a body just under the row limit and the 1 MiB body limit
   whose last value is a string (parsed and validated whole, then 400);
 - `oversized`: a 50 MB chunked body (413 once 1 MiB has arrived, the rest never read);

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,24 +25,21 @@ from core.errors import EnvironmentProblem
 from core.registry import ArtifactsMissing
 from infra.settings import PROMOTION_ORDER
 from pipelines.common.procs import (
-    LOOPBACK,
     Proc,
     choose_port,
     exclusive,
     port_in_use,
     rss_bytes,
     save_state,
-    serving_command,
-    spawn,
     stop,
     wait_http,
 )
 from pipelines.local import objectstore
+from pipelines.local.servers import BUCKET_PREFIX, ServerStarters
 from policies.models import POLICY_DIR
 
 SERVICES = ("object_store", "tracking", "serving")
 HEALTH = {"object_store": objectstore.HEALTH, "tracking": "/health", "serving": "/livez"}
-BUCKET_PREFIX = "mlops-local"
 
 
 @dataclass
@@ -67,7 +63,7 @@ class UpSummary:
     refused: str | None = None
 
 
-class LocalEnvironment:
+class LocalEnvironment(ServerStarters):
     def __init__(
         self,
         root: Path,
@@ -291,64 +287,6 @@ class LocalEnvironment:
             f"serving still has model version {served}, not {expected}, after {timeout:.0f}s", hint=f"see {serving.log}"
         )
 
-    # ------------------------------------------------------------------ processes
-    def _bin(self, name: str) -> str:
-        path = Path(sys.executable).parent / name
-        if not path.exists():
-            raise EnvironmentProblem(f"{name} is not installed in {path.parent}", hint="run `make install`")
-        return str(path)
-
-    def _base_env(self) -> dict[str, str]:
-        return {
-            # Servers cache their bytecode in .venv (see pipelines/__init__.py): later starts are ~3x faster.
-            "PYTHONDONTWRITEBYTECODE": "",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "MLFLOW_DISABLE_TELEMETRY": "true",
-            "BENTOML_DO_NOT_TRACK": "true",
-            "DO_NOT_TRACK": "true",
-            "PYTHONUNBUFFERED": "1",
-        }
-
-    def _spawn(self, name: str, command: list[str], port: int, env: dict[str, str]) -> Proc:
-        url = f"http://{LOOPBACK}:{port}"
-        return spawn(name, command, port=port, log=self.logs / f"{name}.log", url=url, env=env, cwd=self.root)
-
-    def _start_object_store(self, port: int, _services: dict[str, Proc]) -> Proc:
-        self.progress(f"starting the S3-compatible object store (SeaweedFS) on {LOOPBACK}:{port}")
-        command = objectstore.store_command(self._bin("weed"), port, self.home / "store")
-        return self._spawn("object_store", command, port, {**self._base_env(), **objectstore.client_env(port)})
-
-    def _start_tracking(self, port: int, services: dict[str, Proc]) -> Proc:
-        from apps.tracking.server import SERVER_ENV, server_command  # noqa: PLC0415
-
-        self.progress(f"starting the MLflow tracking server on {LOOPBACK}:{port}")
-        command = server_command(
-            self._bin("mlflow"),
-            LOOPBACK,
-            port,
-            backend_store_uri=f"sqlite:///{self.home / 'mlflow.db'}",
-            artifact_root=f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/mlflow",
-        )
-        env = {**self._base_env(), **objectstore.client_env(services["object_store"].port), **SERVER_ENV}
-        return self._spawn("tracking", command, port, env)
-
-    def _start_serving(self, port: int, services: dict[str, Proc]) -> Proc:
-        from core.registry import registered_name  # noqa: PLC0415
-
-        self.progress(f"starting BentoML serving on {LOOPBACK}:{port} (it loads the prod model when there is one)")
-        command = [*serving_command(Path(self._bin("bentoml")).parent, port), "--working-dir", str(self.root)]
-        env = {
-            **self._base_env(),
-            **objectstore.client_env(services["object_store"].port),
-            "MLFLOW_TRACKING_URI": services["tracking"].url,
-            "MODEL_NAME": registered_name("prod", self.model),
-            "MODEL_REFRESH_SECONDS": "2",
-            "SERVING_ENVIRONMENT": "local",
-            "DRIFT_CHECK_SECONDS": "5",  # quick feedback on a laptop; the clusters use the default (60)
-            "BENTOML_HOME": str(self.home / "bentoml"),
-        }
-        return self._spawn("serving", command, port, env)
-
     # ------------------------------------------------------------------ status / down
     def status(self) -> list[dict[str, Any]]:
         """What runs, told truthfully: a recorded pid that now belongs to another program is `not ours`
@@ -374,6 +312,8 @@ class LocalEnvironment:
 
     def down(self, purge: bool = False, wait: float = 0) -> list[str]:
         """Stop every process `up` started (in any process group); data stays in `.mlops/local/`."""
+        if not self.home.is_dir():
+            return []  # nothing was ever started here (and nothing is created)
         with self.lock("mlops local down", wait):
             state = self.state()
             stopped = []

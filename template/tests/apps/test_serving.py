@@ -165,7 +165,11 @@ def test_a_slow_body_times_out_with_408() -> None:
             await read_checked_body(scope, trickle, Limits(max_bytes=1 << 20, max_rows=5, body_timeout=0.5))
         return raised.value
 
-    rejection = asyncio.run(attempt())
+    loop = asyncio.new_event_loop()  # not asyncio.run: it would leave the main thread without a loop
+    try:
+        rejection = loop.run_until_complete(attempt())
+    finally:
+        loop.close()
     assert (rejection.status, rejection.reason) == (408, "body_timeout")
 
 

@@ -88,7 +88,43 @@ BAD_FILES: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
     "wrong type": (
         lambda c: c[f"{PROJECT}:serving"].update(min_replicas="two"),
         f"{PROJECT}:serving.min_replicas",
-        "valid integer",
+        "must be a whole number, written without quotes (got 'two')",
+    ),
+    "model version as a string": (
+        lambda c: c[f"{PROJECT}:serving"]["model"].update(version="3"),
+        f"{PROJECT}:serving.model.version",
+        "must be a whole number, written without quotes (got '3')",
+    ),
+    "model version as a boolean": (
+        lambda c: c[f"{PROJECT}:serving"]["model"].update(version=True),
+        f"{PROJECT}:serving.model.version",
+        "must be a whole number, written without quotes (got True)",
+    ),
+    "a count as a fraction": (
+        lambda c: c[f"{PROJECT}:serving"].update(max_replicas=2.5),
+        f"{PROJECT}:serving.max_replicas",
+        "must be a whole number (got 2.5)",
+    ),
+    "a threshold list with a string": (
+        lambda c: c[f"{PROJECT}:budget"].update(actual_thresholds_pct=[50, "80"]),
+        f"{PROJECT}:budget.actual_thresholds_pct",
+        "got '80'",
+    ),
+    "an AWS profile": (lambda c: c.update({"aws:profile": "admin"}), "aws:profile", "credentials are not allowed"),
+    "a shared credentials file": (
+        lambda c: c.update({"aws:sharedCredentialsFiles": ["~/.aws/credentials"]}),
+        "aws:sharedCredentialsFiles",
+        "credential files stay on people's machines",
+    ),
+    "a kubeconfig": (
+        lambda c: c.update({"kubernetes:kubeconfig": "apiVersion: v1"}),
+        "kubernetes:kubeconfig",
+        "credentials are not allowed",
+    ),
+    "a provider token under another name": (
+        lambda c: c.update({"gcp:oauthAccessTokenX": "ya29"}),
+        "gcp:oauthAccessTokenX",
+        "credentials are not allowed",
     ),
     "missing model version": (
         lambda c: c[f"{PROJECT}:serving"]["model"].pop("version"),
@@ -118,7 +154,7 @@ BAD_FILES: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
     "static credentials": (
         lambda c: c.update({"aws:secretKey": "abc"}),
         "aws:secretKey",
-        "static credentials are not allowed",
+        "credentials are not allowed",
     ),
     "unknown project key": (
         lambda c: c.update({f"{PROJECT}:budgets": {"monthly_usd": 1}}),
@@ -207,6 +243,15 @@ def test_bad_stack_file_names_file_and_key_path(repo_copy: Path, case: str) -> N
     assert path.read_bytes() == before, "loading never rewrites the file"
 
 
+def test_a_stack_file_over_the_size_limit_is_refused_before_it_is_parsed(repo_copy: Path) -> None:
+    from infra.config import MAX_STACK_FILE_BYTES
+
+    path = repo_copy / "stacks" / "Pulumi.dev.yaml"
+    path.write_text(path.read_text() + "#" * MAX_STACK_FILE_BYTES + "\n")
+    with pytest.raises(SettingsError, match=r"a stack file may hold at most 1,000,000"):
+        load_stack(repo_copy, "dev")
+
+
 def test_problem_points_at_the_line(repo_copy: Path) -> None:
     edit_stack(repo_copy, "dev", lambda c: c[f"{PROJECT}:serving"].update(min_replicas="two"))
     lines = (repo_copy / "stacks" / "Pulumi.dev.yaml").read_text().splitlines()
@@ -233,3 +278,12 @@ def test_schema_rejects_local_with_cloud() -> None:
     raw["clouds"] = ["aws"]
     with pytest.raises(ValueError, match="existing cluster"):
         Settings.model_validate(raw)
+
+
+@pytest.mark.parametrize("project", ["google-proj", "my-ssl-app", "null-project"])
+def test_gcp_project_ids_with_reserved_words_are_refused(project: str) -> None:
+    from infra.settings.platform import _project_id_allowed
+
+    with pytest.raises(ValueError, match="GCP reserves"):
+        _project_id_allowed(project)
+    assert _project_id_allowed("acme-ml-prod") == "acme-ml-prod"
