@@ -55,13 +55,16 @@ app.add_typer(images_commands.app, name="images")
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code instead of raising SystemExit."""
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminated)
+        signal.signal(signal.SIGTERM, _interrupted)
+        signal.signal(signal.SIGINT, _interrupted)
     try:
         code = _main(argv)
-    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated): every undo has run on the way here
-        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+    except KeyboardInterrupt:
+        code = 130
+    if RECEIVED:  # Ctrl-C or SIGTERM: every undo ran on the way out (typer returns 130 for both)
+        what = "terminated" if RECEIVED[0] == signal.SIGTERM else "interrupted"
         err_console.print(f"[red]{what}[/red]: what this command had started is undone; running it again starts afresh")
-        code = 143 if isinstance(exc, Terminated) else 130
+        code = 143 if RECEIVED[0] == signal.SIGTERM else 130
     if argv is None and "pipelines.plan.offline" in sys.modules:
         # The cloud SDKs leave about a million objects behind; freeing them one by one at interpreter
         # exit costs a second. The command has finished (its pool is shut down): flush and leave.
@@ -71,8 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-def _terminated(_signum: int, _frame: object) -> None:
-    raise Terminated
+# The interrupts this command received, in order.
+RECEIVED: list[int] = []
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    """SIGINT and SIGTERM unwind the command (every `finally` and undo runs) instead of ending it."""
+    RECEIVED.append(signum)
+    raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -84,7 +93,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        err_console.print("[red]aborted[/red]")
+        if not RECEIVED:
+            err_console.print("[red]aborted[/red]")
         return 130
     except typer.TyperException as exc:  # typer's own (vendored click) usage errors
         show = getattr(exc, "show", None)

@@ -187,3 +187,7 @@ def plan_with(tmp_path: Path) -> Callable[[str, Callable[[dict[str, Any]], None]
         return plan_stack(tmp_path, stack)
 
     return make
+
+
+# The git flows' world (a bare remote and clones), for tests/integration and tests/faults.
+from tests.gitops_world import world  # noqa: E402, F401

@@ -130,13 +130,14 @@ class Git:
         """A scratch worktree at `start` (detached), removed afterwards."""
         scratch = Path(tempfile.mkdtemp(prefix="mlops-git-"))
         path = scratch / "tree"
-        self.run("worktree", "add", "--quiet", "--detach", str(path), start)
-        try:
+        try:  # an interrupted `worktree add` is cleaned up too
+            self.run("worktree", "add", "--quiet", "--detach", str(path), start)
             yield path
         finally:
-            self.run("worktree", "remove", "--force", str(path), check=False)
-            shutil.rmtree(scratch, ignore_errors=True)
-            self.run("worktree", "prune", check=False)
+            with signals_deferred():  # an interrupt here would leave the worktree registered
+                self.run("worktree", "remove", "--force", str(path), check=False)
+                shutil.rmtree(scratch, ignore_errors=True)
+                self.run("worktree", "prune", check=False)
 
 
 @contextmanager
@@ -149,7 +150,7 @@ def undone_if_interrupted(git: Git, branch: str, remote: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:
-        with _signals_deferred():
+        with signals_deferred():
             local = git.run("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}", check=False)
             if local and not existed:
                 listed = git.run("ls-remote", remote, f"refs/heads/{branch}", check=False).split()
@@ -161,20 +162,24 @@ def undone_if_interrupted(git: Git, branch: str, remote: str) -> Iterator[None]:
 
 
 @contextmanager
-def _signals_deferred() -> Iterator[None]:
-    """SIGINT and SIGTERM are held back while the block runs (only in the main thread, where they arrive)."""
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block (an undo, a clean-up) is done, then arrive as usual.
+    Only the main thread receives signals; elsewhere the block just runs."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
     previous = {
-        signum: signal.signal(signum, lambda n, _f: caught.append(n)) for signum in (signal.SIGINT, signal.SIGTERM)
+        signum: signal.signal(signum, lambda number, _frame: caught.append(number))
+        for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        if caught:
+            signal.raise_signal(caught[0])
 
 
 def pull_request_of(subject: str) -> int | None:

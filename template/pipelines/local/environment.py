@@ -165,6 +165,7 @@ class LocalEnvironment(ServerStarters):
             port = chosen.get(name) or choose_port(_preferred_port(requested[name], previous.get(name)), name)
             proc = starters[name](port, services)
             services[name] = proc
+            save_state(self.state_file, {**previous, **services, "model": self.model})  # killed now: still found
             old = previous.get(name)
             if old is not None and old.port != proc.port:
                 for dependent in SERVICES[index + 1 :]:

@@ -37,6 +37,7 @@ class ServerStarters:
             "BENTOML_DO_NOT_TRACK": "true",
             "DO_NOT_TRACK": "true",
             "PYTHONUNBUFFERED": "1",
+            "MLOPS_LOCAL_HOME": str(self.home),  # which state directory a process belongs to (`ps e`, tests)
         }
 
     def _spawn(self, name: str, command: list[str], port: int, env: dict[str, str]) -> Proc:

@@ -78,7 +78,7 @@ def test_second_up_reuses_everything(local_env: tuple[LocalEnvironment, UpSummar
         ("no-such-model", 1, "dev", BadInput, "unknown model 'no-such-model'"),
         (None, 99, "staging", BadInput, "version 99 is not in the dev registry"),
         (None, 99, "dev", BadInput, "train it first"),
-        (None, 1, "qa", BadInput, "models are promoted through dev → staging → prod"),
+        (None, 1, "qa", BadInput, "cannot promote to .qa.: it is not one of the environments models go through"),
         (None, 0, "dev", BadInput, "positive model version"),
     ],
 )
@@ -178,7 +178,7 @@ def test_tampered_artifact_is_detected(local_env: tuple[LocalEnvironment, UpSumm
     )
     s3.put_object(Bucket=bucket, Key=key, Body=b"not the trained weights")
     before = registry_state(env)
-    with pytest.raises(CheckFailed, match="artifact digest mismatch"):
+    with pytest.raises(CheckFailed, match=r"its stored artifacts hash to .*, not the recorded .*tampered"):
         promote(env.model, new.version, "staging", env.registries())
     assert registry_state(env) == before
 
