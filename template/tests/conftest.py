@@ -111,7 +111,7 @@ def repo_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def local_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalEnvironment, UpSummary]]:
-    """The real local environment (moto, MLflow, BentoML on 127.0.0.1), state in a temporary directory,
+    """The real local environment (SeaweedFS, MLflow, BentoML on 127.0.0.1), state in a temporary directory,
     and the summary of its first `up`."""
     model = load_stack(ROOT, "local").serving.model.name
     env = LocalEnvironment(ROOT, model, home=tmp_path_factory.mktemp("local-env"))

@@ -8,6 +8,7 @@ after it, at the worktree's removal), so the signal arrives there and nowhere el
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import time
@@ -111,3 +112,33 @@ def test_an_interrupted_image_pin_leaves_nothing_and_runs_again(world: dict[str,
     again = subprocess.run([MLOPS, *args], env=env, capture_output=True, text=True, timeout=120, check=False)
     assert again.returncode == 0, again.stdout + again.stderr
     assert f"refs/heads/images/dev/{commit[:12]}" in remote_state(world)
+
+
+def test_a_killed_sync_converges(world: dict[str, Any], rng: random.Random) -> None:
+    """`mlops sync` SIGKILLed at a seeded random moment while it copies a version into staging: the alias
+    is on an intact version (the old one or the verified copy) and the next sync finishes the job."""
+    from core.registry import champion, client_for, registered_name, verify_artifacts
+
+    merged_promotion(world, "dev", 2)
+    person, deploy, model = world["clones"]["person"], world["clones"]["deploy"], world["model"]
+    git(person, "pull", "-q", "--ff-only", "origin", "main")
+    env = {**os.environ, "MLOPS_ROOT": str(person)}
+    promote = [MLOPS, "promote", model, "--version", "2", "--to", "staging", "--no-pr"]
+    assert subprocess.run(promote, env=env, capture_output=True, timeout=120, check=False).returncode == 0
+    git(person, "push", "-q", "origin", f"promote/staging/{model}-v2:main")
+    git(deploy, "pull", "-q", "--ff-only", "origin", "main")
+    sync = [MLOPS, "sync", "--env", "staging"]
+    env = {**os.environ, "MLOPS_ROOT": str(deploy)}
+    process = subprocess.Popen(sync, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(rng.uniform(1.0, 4.0))
+    process.kill()
+    process.wait(timeout=30)
+    name = registered_name("staging", model)
+    served = champion(client_for(world["uri"]), name)
+    assert served is not None and served.model_version in {1, 2}
+    verify_artifacts(world["uri"], served)
+    again = subprocess.run(sync, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0, again.stdout + again.stderr
+    served = champion(client_for(world["uri"]), name)
+    assert served is not None and served.model_version == 2
+    verify_artifacts(world["uri"], served)

@@ -2,7 +2,7 @@
 
     pytest tests/smoke --serving-url https://serving.example.com --expected-version 7
 
-Without --serving-url it starts the local environment (moto, MLflow, BentoML on 127.0.0.1) and also
+Without --serving-url it starts the local environment (SeaweedFS, MLflow, BentoML on 127.0.0.1) and also
 checks the host: loopback-only sockets and running processes.
 """
 
