@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -259,22 +260,26 @@ class LocalEnvironment(ServerStarters):
         }
 
     def check_champions(self, champions: dict[str, int | None]) -> list[str]:
-        """Each environment's champion, downloaded and checked against its recorded SHA-256: what is lost."""
+        """Each environment's champion, downloaded and checked against its recorded SHA-256 (the three at
+        once): what is lost."""
         from core.registry import champion, client_for, registered_name, verify_artifacts  # noqa: PLC0415
 
         uri = self.tracking_uri()
-        lost = []
-        for environment, version in champions.items():
-            if version is None:
-                continue
-            self.progress(f"checking the artifacts of {environment}'s champion (model version {version})")
+        served = [environment for environment, version in champions.items() if version is not None]
+        if served:
+            self.progress(f"checking the artifacts of what {', '.join(served)} serve")
+
+        def lost(environment: str) -> str | None:
             info = champion(client_for(uri), registered_name(environment, self.model))
             try:
                 if info is not None:
                     verify_artifacts(uri, info)
             except ArtifactsMissing as exc:
-                lost.append(f"{environment}: {exc.message}")
-        return lost
+                return f"{environment}: {exc.message}"
+            return None
+
+        with ThreadPoolExecutor(max_workers=max(1, len(served))) as pool:
+            return [problem for problem in pool.map(lost, served) if problem]
 
     def _wait_served_version(self, serving: Proc, expected: int | None, timeout: float) -> int | None:
         deadline = time.monotonic() + timeout
