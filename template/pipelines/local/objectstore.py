@@ -22,6 +22,8 @@ HEALTH = "/healthz"
 # The one identity the local store knows; not a credential of any cloud. `weed mini` creates it from
 # these variables in its own environment, and refuses any other key.
 ACCESS_KEY = "local-object-store"
+# The Go runtime collects garbage sooner when the heap nears this (a soft limit: it never fails a write).
+STORE_ENV = {"GOMEMLIMIT": "48MiB"}
 # SeaweedFS's parts besides the S3 gateway each listen on a port of their own (all on loopback).
 SIDE_PORTS = (
     "master.port",

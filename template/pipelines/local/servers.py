@@ -47,7 +47,9 @@ class ServerStarters:
     def _start_object_store(self, port: int, _services: dict[str, Proc]) -> Proc:
         self.progress(f"starting the S3-compatible object store (SeaweedFS) on {LOOPBACK}:{port}")
         command = objectstore.store_command(self._bin("weed"), port, self.home / "store")
-        return self._spawn("object_store", command, port, {**self._base_env(), **objectstore.client_env(port)})
+        return self._spawn(
+            "object_store", command, port, {**self._base_env(), **objectstore.client_env(port), **objectstore.STORE_ENV}
+        )
 
     def _start_tracking(self, port: int, services: dict[str, Proc]) -> Proc:
         from apps.tracking.server import SERVER_ENV, server_command  # noqa: PLC0415
