@@ -89,7 +89,16 @@ def test_requests_refused_before_anything_is_written(repo: Path) -> None:
     with pytest.raises(BadInput, match="no git remote named 'upstream'"):
         rollback(repo, "dev", remote="upstream")
     (repo / "stacks" / "Pulumi.dev.yaml").write_text("# dirty\n" + (repo / "stacks" / "Pulumi.dev.yaml").read_text())
-    with pytest.raises(BadInput, match="uncommitted changes"):
-        rollback(repo, "dev")
-    git(repo, "checkout", "-q", "--", "stacks")
+    (repo / "Pulumi.yaml").write_text((repo / "Pulumi.yaml").read_text() + "# dirty\n")
+    with pytest.raises(BadInput, match=r"uncommitted changes \(Pulumi\.yaml, stacks/Pulumi\.dev\.yaml\)"):
+        rollback(repo, "dev")  # every path whole (the first one lost its first character)
+    with pytest.raises(BadInput, match="cannot roll back 'qa': it is not one of the environments"):
+        rollback(repo, "qa")
+    git(repo, "checkout", "-q", "--", "stacks", "Pulumi.yaml")
     assert git(repo, "show-ref") == refs and not git(repo, "worktree", "list").count("\n")
+
+
+def test_versions_are_named_without_a_stray_v() -> None:
+    from pipelines.release.commands import served
+
+    assert (served(2), served(None), served(None, "—")) == ("v2", "nothing", "—")
