@@ -8,7 +8,8 @@ MODEL_REFRESH_SECONDS    how often to re-resolve a followed alias (0: load once)
 SERVING_ENVIRONMENT      environment label on metrics and responses
 MAX_BATCH_ROWS           largest batch one request may carry (413 above it)
 MAX_REQUEST_BYTES        largest request body (413 above it; default 1 MiB)
-REQUEST_BODY_TIMEOUT_SECONDS  time a client has to send its whole body (408 after it)
+REQUEST_BODY_TIMEOUT_SECONDS  time a client has to send a request head (else the connection is closed)
+                         and then its whole body (else 408)
 SERVING_WORKERS          BentoML worker processes (1 per core the pod gets; replicas scale out)
 SERVING_ACCESS_LOG       one log line per request (off by default: it costs ~8 % of throughput)
 SERVING_TRACING          OpenTelemetry spans per request (off by default: turn it on together with a

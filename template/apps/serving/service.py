@@ -29,6 +29,7 @@ with bentoml.importing():
 
     from apps.serving.asgi import ServingMiddleware, use_cancelling_timeout
     from apps.serving.config import ServingConfig
+    from apps.serving.connections import use_head_deadline
     from apps.serving.drift import REFERENCE_FILE, DriftReport
     from apps.serving.guard import Limits, tagged
     from apps.serving.model import LoadedModel, ModelHolder
@@ -38,6 +39,7 @@ CONFIG = ServingConfig.from_env()
 SERVED: list[ModelHolder] = []  # this worker's model holder, once the service is made
 log = logging.getLogger(__name__)
 use_cancelling_timeout()
+use_head_deadline()
 # Routes BentoML traces when SERVING_TRACING is off: with no exporter configured it still made and
 # dropped a span per request (a fifth of a 1-row request's CPU).
 UNTRACED = ["/predict", "/model", "/monitoring", "/metrics", "/livez", "/readyz", "/docs", "/schema"]

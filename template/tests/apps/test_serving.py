@@ -301,3 +301,11 @@ def test_no_tracing_spans_unless_asked(client: TestClient) -> None:
         traced.tracing
         and not ServingConfig.from_env({"MLFLOW_TRACKING_URI": "http://x", "MODEL_NAME": "prod.m"}).tracing
     )
+
+
+def test_uvicorn_builds_the_protocol_with_the_head_deadline(client: TestClient) -> None:
+    from uvicorn.config import HTTP_PROTOCOLS
+
+    from apps.serving.connections import PROTOCOL
+
+    assert HTTP_PROTOCOLS["auto"] == HTTP_PROTOCOLS["httptools"] == PROTOCOL

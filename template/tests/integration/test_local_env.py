@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from core.errors import BadInput, CheckFailed, EnvironmentProblem
@@ -245,3 +246,19 @@ def test_down_keeps_data_and_up_restores_it(local_env: tuple[LocalEnvironment, U
     assert again.reused == [] and again.trained_version is None, "nothing is retrained"
     assert again.champions == before and again.served_version == before["prod"]
     assert all(ok for _, ok, _ in again.smoke), again.smoke
+
+
+@pytest.mark.parametrize("sent", [b"", b"POST /predict HTTP/1.1\r\nHost: x\r\n"], ids=["nothing", "half a head"])
+def test_a_connection_without_a_whole_request_head_is_closed(
+    local_env: tuple[LocalEnvironment, UpSummary], sent: bytes
+) -> None:
+    """uvicorn alone keeps such a connection open forever (apps/serving/connections.py)."""
+    import socket
+
+    serving = local_env[0].running()["serving"]
+    with socket.create_connection(("127.0.0.1", serving.port), timeout=30) as sock:
+        sock.sendall(sent)
+        started = time.monotonic()
+        assert sock.recv(100) == b"", "closed without an answer"
+        assert 5 <= time.monotonic() - started <= 20, "after the head deadline (10 s), not at once"
+    assert httpx.post(serving.url + "/model", json={}, timeout=10).status_code == 200, "others are served"
