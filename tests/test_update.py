@@ -28,7 +28,7 @@ def template_v1(tmp_path: Path) -> Path:
 def test_update_keeps_user_edits_and_answers(template_v1: Path, tmp_path: Path) -> None:
     project = render(
         tmp_path / "platform",
-        {"clouds": "gcp", "model_name": "churn", "budget_prod_usd": 2500},
+        {"clouds": "gcp", "model_name": "churn", "budget_prod_usd": "2500"},
         src=template_v1,
         vcs_ref="v1",
     )
@@ -61,5 +61,6 @@ def test_update_keeps_user_edits_and_answers(template_v1: Path, tmp_path: Path) 
     assert "(v2)" in (project / "stacks" / "Pulumi.staging.yaml").read_text()
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["_commit"] == "v2"
-    assert (answers["clouds"], answers["model_name"], answers["budget_prod_usd"]) == ("gcp", "churn", 2500)
+    assert (answers["clouds"], answers["model_name"], answers["budget_prod_usd"]) == ("gcp", "churn", "2500")
+    assert "monthly_usd: 2500\n" in (project / "stacks" / "Pulumi.prod.yaml").read_text(), "a number in the stack file"
     assert not list(project.rglob("*.rej")), "no merge conflicts"

@@ -177,11 +177,15 @@ def test_tampered_artifact_is_detected(local_env: tuple[LocalEnvironment, UpSumm
     key = next(
         o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix)["Contents"] if o["Key"].endswith(".skops")
     )
+    original = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=key, Body=b"not the trained weights")
-    before = registry_state(env)
-    with pytest.raises(CheckFailed, match=r"its stored artifacts hash to .*, not the recorded .*tampered"):
-        promote(env.model, new.version, "staging", env.registries())
-    assert registry_state(env) == before
+    try:
+        before = registry_state(env)
+        with pytest.raises(CheckFailed, match=r"its stored artifacts hash to .*, not the recorded .*tampered"):
+            promote(env.model, new.version, "staging", env.registries())
+        assert registry_state(env) == before
+    finally:  # dev serves this version: the other tests (and `up`) need its artifacts intact
+        s3.put_object(Bucket=bucket, Key=key, Body=original)
 
 
 def test_interrupted_copy_converges_on_rerun(
