@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.settings import PROMOTION_ORDER
-from pipelines.common.procs import LOOPBACK, free_port
+from pipelines.common.procs import LOOPBACK, free_port, pid_alive
 
 ENVIRONMENTS = tuple(e.value for e in PROMOTION_ORDER)
 HEALTH = "/healthz"
@@ -68,6 +68,22 @@ def store_command(weed: str, port: int, data_dir: Path) -> list[str]:
         "-webdav=false",
         "-master.telemetry=false",
     ]
+
+
+def stores_using(data_dir: Path) -> list[int]:
+    """Live `weed` processes serving `data_dir` (a second one cannot open it; it exits with a Go trace)."""
+    flag = f"-dir={data_dir}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            words = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if words and words[0].endswith(b"weed") and flag in words and pid_alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
 
 
 def bucket(prefix: str, environment: str) -> str:

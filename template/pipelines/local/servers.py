@@ -46,6 +46,12 @@ class ServerStarters:
 
     def _start_object_store(self, port: int, _services: dict[str, Proc]) -> Proc:
         self.progress(f"starting the S3-compatible object store (SeaweedFS) on {LOOPBACK}:{port}")
+        if holders := objectstore.stores_using(self.home / "store"):
+            raise EnvironmentProblem(
+                f"another object store (pid {holders[0]}) serves {self.home / 'store'}, and this state does not "
+                "record it (its state file was lost or replaced), so it is left alone",
+                hint=f"if it is a leftover of this checkout, stop it (`kill {holders[0]}`) and run this again",
+            )
         command = objectstore.store_command(self._bin("weed"), port, self.home / "store")
         return self._spawn(
             "object_store", command, port, {**self._base_env(), **objectstore.client_env(port), **objectstore.STORE_ENV}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -178,3 +179,23 @@ def test_two_ups_at_once_one_waits_or_is_refused(fault_home: Path) -> None:
     assert result.returncode == 0 and "Stopped:" in result.stdout
     assert_nothing_left(fault_home)
     assert environment(fault_home).status() == []
+
+
+def test_a_lost_state_file_never_leads_to_a_second_store_on_the_same_data(fault_home: Path) -> None:
+    up(fault_home)
+    env = environment(fault_home)
+    store = env.state()["object_store"]
+    orphans = processes_of(fault_home)
+    env.state_file.unlink()  # the servers run on, recorded nowhere
+    try:
+        result = run_cli(fault_home, "local", "up")
+        assert result.returncode == 3, result.stdout + result.stderr
+        assert f"another object store (pid {store.pid}) serves {fault_home / 'store'}" in result.stderr
+        assert store.alive(), "a process this state does not record is never signalled"
+    finally:  # they are this test's own servers: stop them by hand, as the message says
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        assert_nothing_left(fault_home)
+    up(fault_home)
+    assert assert_champions_intact(env)["prod"] is not None, "the data is all there"
