@@ -14,8 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from core.errors import EnvironmentProblem
 from infra.settings import PROMOTION_ORDER
-from pipelines.common.procs import LOOPBACK, free_port, pid_alive
+from pipelines.common.procs import LOOPBACK, free_port, pid_alive, port_in_use
 
 ENVIRONMENTS = tuple(e.value for e in PROMOTION_ORDER)
 HEALTH = "/healthz"
@@ -33,9 +34,10 @@ SIDE_PORTS = (
     "filer.port",
     "filer.port.grpc",
     "s3.port.grpc",
-    "admin.port",
-    "admin.port.grpc",
 )
+# SeaweedFS's maintenance worker reaches the admin server at its HTTP port + 10000, whatever
+# `-admin.port.grpc` says (it logs a failed dial every 5 s otherwise), so the admin ports are a pair.
+GRPC_OFFSET = 10000
 
 
 def client_env(port: int) -> dict[str, str]:
@@ -54,6 +56,8 @@ def store_command(weed: str, port: int, data_dir: Path) -> list[str]:
     the admin UI, WebDAV, the Iceberg and Lance endpoints and telemetry off."""
     data_dir.mkdir(parents=True, exist_ok=True)
     sides = [f"-{flag}={free_port()}" for flag in SIDE_PORTS]
+    admin = _port_pair()
+    sides += [f"-admin.port={admin}", f"-admin.port.grpc={admin + GRPC_OFFSET}"]
     return [
         weed,
         "mini",
@@ -84,6 +88,16 @@ def stores_using(data_dir: Path) -> list[int]:
         if words and words[0].endswith(b"weed") and flag in words and pid_alive(int(entry.name)):
             found.append(int(entry.name))
     return found
+
+
+def _port_pair() -> int:
+    """A free loopback port P with P + GRPC_OFFSET free too: a few free ports the kernel picks, then a
+    scan below the ephemeral range (whose upper ports have no room for the offset)."""
+    candidates = [free_port() for _ in range(20)] + list(range(20000, 55000, 977))
+    for port in candidates:
+        if port + GRPC_OFFSET <= 65535 and not port_in_use(port) and not port_in_use(port + GRPC_OFFSET):
+            return port
+    raise EnvironmentProblem("no pair of free loopback ports for the object store's admin server")
 
 
 def bucket(prefix: str, environment: str) -> str:
