@@ -63,7 +63,10 @@ class Proc:
         if not self.started or not self.command:
             return False  # a state file from an older version, or edited by hand: trust nothing
         found = process_identity(self.pid)
-        return found is not None and found[0] == self.started and _same_command(found[1], self.command)
+        if found is None or found[0] != self.started:
+            return False
+        # Between fork and exec a child still shows its parent's command line (seen once, under load).
+        return _same_command(found[1], self.command) or found[1] == _own_command()
 
     def members(self) -> list[int]:
         """Every live process this server's spawn started (the server included), found by its token."""
@@ -106,6 +109,11 @@ def _same_command(found: tuple[str, ...], recorded: tuple[str, ...]) -> bool:
     while common < min(len(found), len(recorded)) and found[-1 - common] == recorded[-1 - common]:
         common += 1
     return common == len(recorded) or common >= max(2, len(recorded) - 3)
+
+
+def _own_command() -> tuple[str, ...]:
+    found = process_identity(os.getpid())
+    return found[1] if found else ()
 
 
 def _pids() -> list[int]:
