@@ -85,6 +85,19 @@ def _write_weights(tracking_uri: str, path: Path) -> None:
     path.write_text(json.dumps({"weights": weights.tolist(), "intercept": intercept}))
 
 
+def scratch_registry(home: Path) -> str:
+    """A SQLite registry in `home` with the reference model trained into it (version 1); its URI."""
+    from mlflow import MlflowClient  # noqa: PLC0415
+
+    from apps.training.train import train  # noqa: PLC0415
+
+    tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+    MlflowClient(tracking_uri).create_experiment("training", artifact_location=str(home / "artifacts"))
+    print("training the reference model into a scratch registry", flush=True)
+    train(tracking_uri, MODEL)
+    return tracking_uri
+
+
 def start_servers(  # noqa: PLR0917 -- the bench scripts' one way to start servers
     root: Path, home: Path, tracking_uri: str, drift_seconds: float, pin: list[str], servers: tuple[str, ...] = SERVERS
 ) -> dict[str, Proc]:
@@ -325,16 +338,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs; " + (f"servers on CPU 0, wrk on CPUs {cpus}" if cpus else "no CPU pinning"),
         flush=True,
     )
-    from mlflow import MlflowClient  # noqa: PLC0415
-
-    from apps.training.train import train  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
         home = Path(tmp)
-        tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
-        MlflowClient(tracking_uri).create_experiment("training", artifact_location=str(home / "artifacts"))
-        print("training the reference model into a scratch registry", flush=True)
-        train(tracking_uri, MODEL)
+        tracking_uri = scratch_registry(home)
         _write_weights(tracking_uri, home / "weights.json")
         started = time.monotonic()
         procs = start_servers(root, home, tracking_uri, args.drift_seconds, pin)

@@ -36,7 +36,7 @@ import httpx
 
 from apps.serving.smoke import sample_row
 from infra.config import find_root
-from pipelines.bench.serving import MODEL, cpus_for_servers, start_servers
+from pipelines.bench.serving import cpus_for_servers, scratch_registry, start_servers
 from pipelines.common.procs import stop, wait_http
 
 MiB = 1 << 20
@@ -166,17 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     pin, cpus = cpus_for_servers()
     if cpus:
         os.sched_setaffinity(0, {int(c) for c in range(1, os.cpu_count() or 2)})
-    from mlflow import MlflowClient  # noqa: PLC0415
-
-    from apps.training.train import train  # noqa: PLC0415
-
     with tempfile.TemporaryDirectory(prefix="bench-input-") as tmp:
         home = Path(tmp)
-        tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
-        MlflowClient(tracking_uri).create_experiment("training", artifact_location=str(home / "artifacts"))
-        print("training the reference model into a scratch registry", flush=True)
-        train(tracking_uri, MODEL)
-        procs = start_servers(root, home, tracking_uri, 60, pin, servers=("bentoml",))
+        procs = start_servers(root, home, scratch_registry(home), 60, pin, servers=("bentoml",))
         try:
             wait_http(procs["bentoml"], "/readyz", timeout=120)
             print(
