@@ -74,12 +74,13 @@ class Proc:
             return [self.pid] if self.alive() else []
         return [pid for pid in _pids() if pid_alive(pid) and _has_token(pid, self.token)]
 
-    def state(self) -> str:
+    def state(self, members: Sequence[int] | None = None) -> str:
         """`running` (the server itself), `leaked` (it exited, processes it started did not),
-        `not ours` (the pid belongs to another program now) or `stopped`."""
+        `not ours` (the pid belongs to another program now) or `stopped`. `members`: what
+        `members()` just returned, if the caller has it (each call reads every process's environment)."""
         if self.alive():
             return "running"
-        if self.members():
+        if members if members is not None else self.members():
             return "leaked"
         if pid_alive(self.pid):
             return "not ours"
@@ -243,7 +244,10 @@ def stop(proc: Proc, grace: float = 10) -> bool:
     for pid in members:
         _signal(pid, proc.token, signal.SIGTERM)
     deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and _reap(proc.pid) and proc.members():
+    while time.monotonic() < deadline:
+        _reap(proc.pid)
+        if not proc.members():
+            break
         time.sleep(0.1)
     deadline = time.monotonic() + 10
     while (left := proc.members()) and time.monotonic() < deadline:
@@ -270,12 +274,11 @@ def _signal(pid: int, token: str, signum: int) -> None:
         os.close(handle)
 
 
-def _reap(pid: int) -> bool:
+def _reap(pid: int) -> None:
     """Collect the exit status of `pid` if it is this process's child (a server started and stopped by the
-    same command), so that it does not linger as a zombie. Always True (to chain in a loop condition)."""
+    same command), so that it does not linger as a zombie."""
     with contextlib.suppress(ChildProcessError, OSError):
         os.waitpid(pid, os.WNOHANG)
-    return True
 
 
 def rss_bytes(pids: Sequence[int]) -> int:

@@ -299,8 +299,8 @@ class LocalEnvironment(ServerStarters):
         (and is never signalled), a server that exited while processes it started live on is `leaked`."""
         rows = []
         for name, proc in self.state().items():
-            state = proc.state()
             members = proc.members()
+            state = proc.state(members)
             if state == "running" and not _answers(proc.url + HEALTH[name]):
                 state = "starting/unhealthy"
             rows.append(
