@@ -37,6 +37,8 @@ os.environ.setdefault("MLFLOW_LOG_UV_FILES", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 CHAMPION = "champion"
+# The version an environment scores beside its champion, answering nothing (`serving.shadow`; locally an alias).
+SHADOW = "shadow"
 # Written by MLflow into every `models:/` download; it names the registry, so it is not part of the model.
 REGISTRY_META_FILE = "registered_model_meta"
 LINEAGE_TAGS = ("model_version", "git_sha", "dataset_sha256", "training_config", "artifact_sha256")
@@ -200,10 +202,15 @@ def _info(client: MlflowClient, version: ModelVersion) -> VersionInfo:
 
 def champion(client: MlflowClient, name: str) -> VersionInfo | None:
     """The version an environment serves (alias `champion`), or None before the first promotion."""
+    return by_alias(client, name, CHAMPION)
+
+
+def by_alias(client: MlflowClient, name: str, alias: str) -> VersionInfo | None:
+    """The version `alias` names, or None (no such model or alias)."""
     from mlflow.exceptions import MlflowException  # noqa: PLC0415
 
     try:
-        version = client.get_model_version_by_alias(name, CHAMPION)
+        version = client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code) or "not found" in str(exc).lower():
             return None

@@ -19,6 +19,12 @@ DRIFT_WINDOW_SECONDS     length of a sampling window: drift is judged on the las
 DRIFT_CHECK_SECONDS      how often the app recomputes its drift gauge (0: never)
 DRIFT_ALPHA              KS p-value below which a feature counts as drifted
 DRIFT_THRESHOLD          share of drifted features at which the sample counts as drifted
+SHADOW_MODEL_VERSION     a candidate version scored beside the served one, answering nothing (from the
+                         stack file's serving.shadow); unset: follow SHADOW_MODEL_ALIAS if that is set
+SHADOW_MODEL_ALIAS       alias naming the candidate (the local environment: `shadow`); a missing alias
+                         is no error, there is just nothing to shadow
+SHADOW_SAMPLE_PCT        share of successful requests the candidate also scores (default 10)
+SHADOW_QUEUE_SIZE        requests waiting for the candidate at most; more are dropped and counted
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ServingConfig(BaseModel):
@@ -49,6 +55,30 @@ class ServingConfig(BaseModel):
     drift_check_seconds: float = Field(default=60, ge=0, le=86_400)
     drift_alpha: float = Field(default=0.01, gt=0, lt=1)
     drift_threshold: float = Field(default=0.2, gt=0, le=1)
+    shadow_model_version: int | None = Field(default=None, ge=1)
+    shadow_model_alias: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]*$")
+    shadow_sample_pct: float = Field(default=10, gt=0, le=100)
+    shadow_queue_size: int = Field(default=1000, ge=1, le=100_000)
+
+    @property
+    def shadowing(self) -> bool:
+        return self.shadow_model_version is not None or self.shadow_model_alias is not None
+
+    def shadow_config(self) -> ServingConfig:
+        """The settings the candidate's holder loads it with (same registry and model, its own version)."""
+        return self.model_copy(
+            update={
+                "model_version": self.shadow_model_version,
+                "model_alias": self.shadow_model_alias or self.model_alias,
+                "refresh_seconds": 0 if self.shadow_model_version else (self.refresh_seconds or 30),
+            }
+        )
+
+    @model_validator(mode="after")
+    def _shadow_differs(self) -> ServingConfig:
+        if self.shadow_model_version is not None and self.shadow_model_version == self.model_version:
+            raise ValueError("SHADOW_MODEL_VERSION: the shadow must be another version than MODEL_VERSION")
+        return self
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ServingConfig:
@@ -71,10 +101,17 @@ class ServingConfig(BaseModel):
             "drift_check_seconds": "DRIFT_CHECK_SECONDS",
             "drift_alpha": "DRIFT_ALPHA",
             "drift_threshold": "DRIFT_THRESHOLD",
+            "shadow_model_version": "SHADOW_MODEL_VERSION",
+            "shadow_model_alias": "SHADOW_MODEL_ALIAS",
+            "shadow_sample_pct": "SHADOW_SAMPLE_PCT",
+            "shadow_queue_size": "SHADOW_QUEUE_SIZE",
         }
         raw = {field: env[var] for field, var in names.items() if env.get(var) not in (None, "")}
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(f"{names[str(e['loc'][0])]}: {e['msg']}" for e in exc.errors() if e["loc"])
+            problems = "; ".join(
+                f"{names[str(e['loc'][0])]}: {e['msg']}" if e["loc"] else e["msg"].removeprefix("Value error, ")
+                for e in exc.errors()
+            )
             raise ValueError(f"invalid serving configuration: {problems}") from None

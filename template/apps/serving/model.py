@@ -38,6 +38,15 @@ class LoadedModel:
     linear: tuple[np.ndarray, float] | None = None
     reference: Reference | None = None
 
+    @classmethod
+    def of(
+        cls, estimator: Any, model_version: int, registry_version: int, reference: Reference | None = None
+    ) -> LoadedModel:
+        """A fitted estimator made ready to serve (compiled when it is the simple linear kind)."""
+        names = tuple(str(n) for n in getattr(estimator, "feature_names_in_", ()))
+        n_features = int(estimator.n_features_in_)
+        return cls(estimator, model_version, registry_version, n_features, names, compile_linear(estimator), reference)
+
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
         if self.linear is not None:
             weights, intercept = self.linear
@@ -88,9 +97,12 @@ def settle_heap() -> None:
 class ModelHolder:
     """Holds the current model; a background thread loads it (and re-resolves a followed alias)."""
 
-    def __init__(self, config: ServingConfig, poll_seconds: float = 2.0) -> None:
+    def __init__(self, config: ServingConfig, poll_seconds: float = 2.0, *, optional: bool = False) -> None:
         self.config = config
         self.poll_seconds = poll_seconds
+        # Optional (a shadow): no version to load is a normal state, not a warning, and a followed alias
+        # that goes away unloads the model.
+        self.optional = optional
         self._model: LoadedModel | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -113,6 +125,12 @@ class ModelHolder:
         while not self._stop.is_set():
             try:
                 self.refresh()
+            except LookupError as exc:
+                self.last_error = str(exc)
+                if self.optional:
+                    self._forget()
+                else:
+                    log.warning("model not loaded yet: %s", self.last_error)
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.warning("model not loaded yet: %s", self.last_error)
@@ -123,14 +141,14 @@ class ModelHolder:
 
     def refresh(self) -> bool:
         """Resolve the configured version; load it if it differs from the one held. True if it changed."""
-        from core.registry import champion, client_for, find_by_model_version  # noqa: PLC0415
+        from core.registry import by_alias, client_for, find_by_model_version  # noqa: PLC0415
 
         client = client_for(self.config.tracking_uri)
         if self.config.model_version is not None:
             info = find_by_model_version(client, self.config.model_name, self.config.model_version)
             wanted = f"model version {self.config.model_version}"
         else:
-            info = champion(client, self.config.model_name)
+            info = by_alias(client, self.config.model_name, self.config.model_alias)
             wanted = f"alias {self.config.model_alias}"
         if info is None:
             raise LookupError(f"{self.config.model_name} has no {wanted} yet")
@@ -139,6 +157,19 @@ class ModelHolder:
             return False
         self._load(info.registry_version, info.model_version)
         return True
+
+    def hold(self, loaded: LoadedModel) -> None:
+        """Serve `loaded` from now on (what a load ends with)."""
+        with self._lock:
+            self._model = loaded
+        self.last_error = None
+        settle_heap()
+
+    def _forget(self) -> None:
+        if self._model is not None:
+            log.info("%s: no version to hold any more (%s)", self.config.model_name, self.last_error)
+        with self._lock:
+            self._model = None
 
     def _load(self, registry_version: int, model_version: int) -> None:
         import mlflow  # noqa: PLC0415
@@ -153,20 +184,8 @@ class ModelHolder:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp))
             estimator = mlflow.sklearn.load_model(str(local))
             reference = Reference.load(local / REFERENCE_FILE) if (local / REFERENCE_FILE).is_file() else None
-        names = tuple(str(n) for n in getattr(estimator, "feature_names_in_", ()))
-        loaded = LoadedModel(
-            estimator,
-            model_version,
-            registry_version,
-            int(estimator.n_features_in_),
-            names,
-            compile_linear(estimator),
-            reference,
-        )
-        with self._lock:
-            self._model = loaded
-        self.last_error = None
-        settle_heap()
+        loaded = LoadedModel.of(estimator, model_version, registry_version, reference)
+        self.hold(loaded)
         log.info(
             "serving %s model version %s (registry version %s), loaded in %.1fs (%s path; drift reference: %s)",
             self.config.model_name,

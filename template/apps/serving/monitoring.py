@@ -28,6 +28,15 @@ from apps.serving.drift import MIN_SAMPLE_ROWS, DriftReport, Reference, Reservoi
 LABELS = ("model_name", "model_version", "environment")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+# The candidate's score minus the champion's, per row (a shadowed request).
+DIFFERENCE_BUCKETS = (-0.5, -0.2, -0.1, -0.05, -0.02, -0.01, -0.001, 0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+# The candidate's time to score one request: a compiled linear model takes ~20 µs.
+SHADOW_LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS)
+BUCKETS = {
+    "model_prediction_score": SCORE_BUCKETS,
+    "model_shadow_score_difference": DIFFERENCE_BUCKETS,
+    "model_shadow_duration_seconds": SHADOW_LATENCY_BUCKETS,
+}
 NO_MODEL = "none"
 FLUSH_SECONDS = 1.0
 
@@ -47,6 +56,23 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "model_drift_share": ("gauge", (), "Share of features whose distribution drifted from the training reference"),
     "model_drift_sample_rows": ("gauge", (), "Rows in the sample the drift score was computed on"),
     "model_drift_checks": ("counter", (), "Drift checks completed (the drift gauges are as fresh as the last)"),
+    # Shadow scoring (apps/serving/shadow.py): `model_version` is the champion that answered.
+    "model_shadow_requests": (
+        "counter",
+        ("shadow_version", "outcome"),
+        "Requests offered to the shadow candidate: scored, dropped (queue full), failed, unavailable",
+    ),
+    "model_shadow_rows": (
+        "counter",
+        ("shadow_version", "agreement"),
+        "Rows the candidate scored, by whether its predicted class agreed with the champion's",
+    ),
+    "model_shadow_score_difference": (
+        "histogram",
+        ("shadow_version",),
+        "The candidate's predicted probability minus the champion's, per row",
+    ),
+    "model_shadow_duration_seconds": ("histogram", ("shadow_version",), "Seconds the candidate took per request"),
 }
 
 
@@ -71,7 +97,7 @@ class Metrics:
             if kind == "counter":
                 self.objects[name] = prom.Counter(name, doc, labels)
             elif kind == "histogram":
-                buckets = SCORE_BUCKETS if name == "model_prediction_score" else LATENCY_BUCKETS
+                buckets = BUCKETS.get(name, LATENCY_BUCKETS)
                 self.objects[name] = prom.Histogram(name, doc, labels, buckets=buckets)
             else:  # several workers each hold a sample: the dashboard shows the largest value
                 self.objects[name] = prom.Gauge(name, doc, labels, multiprocess_mode="livemax")
@@ -112,16 +138,16 @@ class VersionMetrics:
     labels: tuple[str, str, str]
     _cache: dict[tuple[str, ...], Any] = field(default_factory=dict)
     _counts: dict[tuple[str, ...], float] = field(default_factory=dict)
-    _observed: dict[str, list[Any]] = field(default_factory=dict)
+    _observed: dict[tuple[str, ...], list[Any]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _add(self, amount: float, *key: str) -> None:
         with self._lock:
             self._counts[key] = self._counts.get(key, 0.0) + amount
 
-    def _observe(self, name: str, values: Any) -> None:
+    def _observe(self, name: str, values: Any, *extra: str) -> None:
         with self._lock:
-            self._observed.setdefault(name, []).append(values)
+            self._observed.setdefault((name, *extra), []).append(values)
 
     def flush(self) -> None:
         with self._lock:
@@ -129,8 +155,8 @@ class VersionMetrics:
             observed, self._observed = self._observed, {}
         for key, amount in counts.items():
             self.child(*key).inc(amount)
-        for name, parts in observed.items():
-            observe_many(self.child(name), np.concatenate([np.ravel(np.asarray(p, dtype=np.float64)) for p in parts]))
+        for key, parts in observed.items():
+            observe_many(self.child(*key), np.concatenate([np.ravel(np.asarray(p, dtype=np.float64)) for p in parts]))
 
     def child(self, name: str, *extra: str) -> Any:
         key = (name, *extra)
@@ -159,6 +185,18 @@ class VersionMetrics:
         if positives < len(predictions):
             self._add(len(predictions) - positives, "model_predictions", "0")
         self._observe("model_prediction_score", probabilities)
+
+    def shadow_outcome(self, candidate: str, outcome: str) -> None:
+        self._add(1, "model_shadow_requests", candidate, outcome)
+
+    def shadowed(self, candidate: str, agree: int, rows: int, differences: np.ndarray, seconds: float) -> None:
+        self._add(1, "model_shadow_requests", candidate, "scored")
+        if agree:
+            self._add(agree, "model_shadow_rows", candidate, "agree")
+        if agree < rows:
+            self._add(rows - agree, "model_shadow_rows", candidate, "disagree")
+        self._observe("model_shadow_score_difference", differences, candidate)
+        self._observe("model_shadow_duration_seconds", seconds, candidate)
 
     def drift(self, report: DriftReport, sample: np.ndarray, names: tuple[str, ...]) -> None:
         if len(sample):

@@ -8,7 +8,7 @@ batch, a non-JSON body. The served model name and version are in the `X-Model-Na
 the request deadline: `apps/serving/asgi.py`.
 
 POST /monitoring/sample   the recent input sample (for `mlops drift`), POST /monitoring/drift   the
-app's own drift verdict, POST /model   what is served.
+app's own drift verdict, POST /model   what is served (and shadowed: `apps/serving/shadow.py`).
 """
 
 from __future__ import annotations
@@ -34,9 +34,11 @@ with bentoml.importing():
     from apps.serving.guard import Limits, tagged
     from apps.serving.model import LoadedModel, ModelHolder
     from apps.serving.monitoring import NO_MODEL, InputSample, Metrics, VersionMetrics, check_drift
+    from apps.serving.shadow import ShadowScorer
 
 CONFIG = ServingConfig.from_env()
 SERVED: list[ModelHolder] = []  # this worker's model holder, once the service is made
+SHADOWED: list[ShadowScorer] = []  # and its shadow scorer, when a candidate is configured
 log = logging.getLogger(__name__)
 use_cancelling_timeout()
 use_head_deadline()
@@ -88,6 +90,17 @@ class ModelService:
         self.holder = ModelHolder(CONFIG)
         self.holder.start()
         SERVED.append(self.holder)
+        self.shadow: ShadowScorer | None = None
+        if CONFIG.shadowing:  # a candidate scored beside the champion, after each answer (apps/serving/shadow.py)
+            self.shadow = ShadowScorer(
+                ModelHolder(CONFIG.shadow_config(), optional=True),
+                self._bound,
+                sample_pct=CONFIG.shadow_sample_pct,
+                queue_size=CONFIG.shadow_queue_size,
+            )
+            self.shadow.holder.start()
+            self.shadow.start()
+            SHADOWED.append(self.shadow)
         self._samples: dict[int, InputSample] = {}
         self._samples_lock = threading.Lock()
         if CONFIG.drift_check_seconds > 0:
@@ -134,6 +147,8 @@ class ModelService:
             raise
         self._sample_of(model).add(rows)
         bound.served(probabilities, predictions)
+        if self.shadow is not None:
+            self.shadow.offer(model, rows, probabilities, predictions)
         version = str(model.model_version)
         ctx.response.headers["X-Model-Name"] = CONFIG.model_name
         ctx.response.headers["X-Model-Version"] = version
@@ -229,6 +244,7 @@ class ModelService:
             "registry_version": model.registry_version if model else None,
             "n_features": model.n_features if model else None,
             "last_error": self.holder.last_error,
+            "shadow": self.shadow.describe() if self.shadow is not None else None,
         }
 
 

@@ -22,7 +22,7 @@ def sqlite_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A registry with one trained version and the alias `champion`, in SQLite (no server needed)."""
     from mlflow import MlflowClient
 
-    from apps.training.train import train
+    from apps.training.train import TrainingConfig, train
 
     home = tmp_path_factory.mktemp("registry")
     uri = f"sqlite:///{home / 'mlflow.db'}"
@@ -30,6 +30,7 @@ def sqlite_registry(tmp_path_factory: pytest.TempPathFactory) -> str:
     client.create_experiment("training", artifact_location=str(home / "artifacts"))
     result = train(uri, "prod.diagnosis")
     client.set_registered_model_alias("prod.diagnosis", "champion", str(result.version))
+    train(uri, "prod.diagnosis", TrainingConfig(regularization_c=0.0005))  # version 2: the shadow candidate
     return uri
 
 
@@ -44,6 +45,8 @@ def client(sqlite_registry: str) -> Iterator[TestClient]:
             "MAX_BATCH_ROWS": str(MAX_ROWS),
             "MAX_REQUEST_BYTES": str(BODY_LIMIT),
             "SERVING_ENVIRONMENT": "test",
+            "SHADOW_MODEL_VERSION": "2",
+            "SHADOW_SAMPLE_PCT": "100",
         }.items():
             patch.setenv(name, value)
         from apps.serving.service import ModelService
@@ -69,6 +72,72 @@ def test_prediction_round_trip_with_model_headers(client: TestClient) -> None:
 def test_model_endpoint_reports_what_is_served(client: TestClient) -> None:
     info = client.post("/model", json={}).json()
     assert (info["ready"], info["model_version"], info["n_features"], info["environment"]) == (True, 1, 30, "test")
+    assert info["shadow"]["model_version"] == 2
+    assert info["shadow"]["sample_pct"] == 100
+
+
+def _shadow_loaded(client: TestClient) -> None:
+    deadline = time.monotonic() + 60
+    while not client.post("/model", json={}).json()["shadow"]["loaded"]:
+        assert time.monotonic() < deadline, "the shadow candidate did not load within 60 s"
+        time.sleep(0.2)
+
+
+def test_the_shadow_scores_answered_requests_and_answers_nothing(client: TestClient) -> None:
+    from apps.serving.service import SHADOWED
+
+    _shadow_loaded(client)
+    labels = {"environment": "test", "model_name": "prod.diagnosis", "model_version": "1", "shadow_version": "2"}
+
+    def rows(agreement: str) -> float:
+        key = ("model_shadow_rows_total", tuple(sorted({**labels, "agreement": agreement}.items())))
+        return _series(client.get("/metrics").text).get(key, 0.0)
+
+    before = rows("agree") + rows("disagree")
+    response = client.post("/predict", json={"instances": [sample_row()] * 4})
+    assert response.status_code == 200
+    assert set(response.json()) == {"predictions", "probabilities", "model"}, "nothing of the shadow in the answer"
+    assert response.headers["x-model-version"] == "1"
+    deadline = time.monotonic() + 10
+    while not SHADOWED[-1].idle:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert rows("agree") + rows("disagree") == before + 4
+
+
+def test_a_failing_candidate_changes_no_response(client: TestClient) -> None:
+    from apps.serving.model import LoadedModel
+    from apps.serving.service import SHADOWED
+
+    _shadow_loaded(client)
+    scorer = SHADOWED[-1]
+    good = scorer.holder.model
+    assert good is not None
+    payload = {"instances": [sample_row(), [float(i) for i in range(30)]]}
+    expected = client.post("/predict", json=payload).json()
+
+    class Broken:
+        n_features_in_ = 30
+
+        def predict_proba(self, rows: Any) -> Any:
+            raise MemoryError("the candidate ran out of memory")
+
+    scorer.holder.hold(LoadedModel(Broken(), 9, 9, 30, ()))
+    try:
+        answers = [client.post("/predict", json=payload) for _ in range(20)]
+    finally:
+        scorer.holder.hold(good)
+    assert {a.status_code for a in answers} == {200}
+    assert all(a.json() == expected for a in answers)
+    key = (
+        "model_shadow_requests_total",
+        tuple(sorted({"environment": "test", "model_name": "prod.diagnosis", "model_version": "1",
+                      "outcome": "failed", "shadow_version": "9"}.items())),
+    )
+    deadline = time.monotonic() + 10
+    while _series(client.get("/metrics").text).get(key, 0.0) < 20:
+        assert time.monotonic() < deadline, "every failed shadow scoring is counted"
+        time.sleep(0.05)
 
 
 JSON = {"content-type": "application/json"}
