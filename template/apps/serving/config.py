@@ -71,6 +71,8 @@ class ServingConfig(BaseModel):
                 "model_version": self.shadow_model_version,
                 "model_alias": self.shadow_model_alias or self.model_alias,
                 "refresh_seconds": 0 if self.shadow_model_version else (self.refresh_seconds or 30),
+                "shadow_model_version": None,
+                "shadow_model_alias": None,
             }
         )
 

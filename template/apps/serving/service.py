@@ -91,14 +91,14 @@ class ModelService:
         self.holder.start()
         SERVED.append(self.holder)
         self.shadow: ShadowScorer | None = None
-        if CONFIG.shadowing:  # a candidate scored beside the champion, after each answer (apps/serving/shadow.py)
+        if CONFIG.shadowing:  # a candidate scored beside the champion, in a process of its own (apps/serving/shadow.py)
             self.shadow = ShadowScorer(
-                ModelHolder(CONFIG.shadow_config(), optional=True),
-                self._bound,
+                {"config": CONFIG.shadow_config().model_dump(mode="json")},
+                lambda version: self.metrics.bound(CONFIG.model_name, version, CONFIG.environment),
+                pinned_version=CONFIG.shadow_model_version,
                 sample_pct=CONFIG.shadow_sample_pct,
                 queue_size=CONFIG.shadow_queue_size,
             )
-            self.shadow.holder.start()
             self.shadow.start()
             SHADOWED.append(self.shadow)
         self._samples: dict[int, InputSample] = {}

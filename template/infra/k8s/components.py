@@ -1,5 +1,5 @@
 """Components that put the plain-data Kubernetes objects on a cluster: `AppNamespace`, `TrackingServer`,
-`ModelServing`, `Observability`. The provider (which cluster) always comes in through `opts`."""
+`ModelServing`, `Observability`, `ProgressiveDelivery`. The provider (which cluster) always comes in through `opts`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 import pulumi_random as random
 
-from infra.k8s import apps, dashboard, platform, serving, tracking
+from infra.k8s import apps, dashboard, platform, rollout, serving, tracking
 from infra.k8s.objects import (
     PROMETHEUS_STACK_CHART,
     PROMETHEUS_STACK_REPO,
@@ -56,7 +56,7 @@ def apply(resource_name: str, obj: Obj, opts: pulumi.ResourceOptions) -> pulumi.
     fields = {_snake(key): value for key, value in obj.items() if key not in ("apiVersion", "kind")}
     if kind in KINDS:
         return KINDS[kind](resource_name, **fields, opts=opts)
-    if obj["apiVersion"].startswith("monitoring.coreos.com/"):
+    if obj["apiVersion"].startswith(("monitoring.coreos.com/", "argoproj.io/")):
         return k8s.apiextensions.CustomResource(
             resource_name, api_version=obj["apiVersion"], kind=obj["kind"], **fields, opts=opts
         )
@@ -259,6 +259,37 @@ class Observability(pulumi.ComponentResource):
         self.register_outputs({"release": self.release.name})
 
 
+@dataclass(frozen=True)
+class ProgressiveDeliveryArgs:
+    tags: dict[str, str]
+
+
+class ProgressiveDelivery(pulumi.ComponentResource):
+    """The Argo Rollouts controller and its CRDs, in its own namespace, chart version pinned."""
+
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, args: ProgressiveDeliveryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:k8s:ProgressiveDelivery", name, None, opts)
+        ns = apply(
+            f"{name}-namespace",
+            platform.namespace(rollout.ROLLOUTS_NAMESPACE, args.tags),
+            pulumi.ResourceOptions(parent=self),
+        )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-argo-rollouts",
+            name="argo-rollouts",
+            chart=rollout.ROLLOUTS_CHART,
+            version=rollout.ROLLOUTS_VERSION,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=rollout.ROLLOUTS_REPO),
+            namespace=rollout.ROLLOUTS_NAMESPACE,
+            values=rollout.rollouts_values(),
+            timeout=600,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+        )
+        self.register_outputs({"release": self.release.name})
+
+
 def resolve_images(
     images: ImageSettings, registry_image: Callable[[str, str], pulumi.Input[str]] | None
 ) -> dict[str, pulumi.Input[str]] | None:
@@ -312,6 +343,9 @@ def deploy_apps(
             ObservabilityArgs(tags=tags, retention_days=settings.monitoring.log_retention_days),
             opts,
         )
+    delivery = None
+    if settings.serving.canary.enabled:  # the Rollout's CRDs and controller come before any Rollout
+        delivery = ProgressiveDelivery(f"{name}-progressive-delivery", ProgressiveDeliveryArgs(tags=tags), opts)
     grafana = {"grafana_admin_password": observability.grafana_password} if observability is not None else {}
     if images is None:
         return {"apps": APPS_NOT_DEPLOYED, **grafana}
@@ -333,7 +367,8 @@ def deploy_apps(
             prometheus_operator=observability is not None,
         ),
         pulumi.ResourceOptions(
-            providers=[provider], depends_on=[namespace, tracking] + ([observability] if observability else [])
+            providers=[provider],
+            depends_on=[namespace, tracking, *(c for c in (observability, delivery) if c is not None)],
         ),
     )
     return {

@@ -121,6 +121,7 @@ def rbac_objects(ns: str, labels: dict[str, str], group_prefix: str, subjects: d
         {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets", "replicasets"], "verbs": READ},
         {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": READ},
         {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": READ},
+        {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "analysisruns", "analysistemplates"], "verbs": READ},
     ]
     deployable = [
         {"apiGroups": [""], "resources": ["pods", "pods/log", "services", "configmaps", "events"], "verbs": READ},
@@ -131,6 +132,9 @@ def rbac_objects(ns: str, labels: dict[str, str], group_prefix: str, subjects: d
         {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": READ + WRITE},
         {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": READ + WRITE},
         {"apiGroups": ["policy"], "resources": ["poddisruptionbudgets"], "verbs": READ + WRITE},
+        # Watch, pause, promote or abort a rollout (`kubectl argo rollouts`); its desired state stays in git.
+        {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "analysisruns", "analysistemplates"], "verbs": READ},
+        {"apiGroups": ["argoproj.io"], "resources": ["rollouts", "rollouts/status"], "verbs": ["update", "patch"]},
     ]
     objects: list[Obj] = []
     for role, rules in ((DATA_SCIENTISTS, readable), (ML_ENGINEERS, deployable)):
@@ -173,7 +177,21 @@ def service_monitor(ns: str, labels: dict[str, str]) -> Obj:
         "spec": {
             "selector": {"matchLabels": {APP_LABEL: SERVING}},
             "namespaceSelector": {"matchNames": [ns]},
-            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+            "endpoints": [
+                {
+                    "port": "http",
+                    "path": "/metrics",
+                    "interval": "30s",
+                    # Which rollout revision a pod belongs to, on every series: the canary analysis reads
+                    # only the new pods' (infra/k8s/rollout.py).
+                    "relabelings": [
+                        {
+                            "sourceLabels": ["__meta_kubernetes_pod_label_rollouts_pod_template_hash"],
+                            "targetLabel": "rollouts_pod_template_hash",
+                        }
+                    ],
+                }
+            ],
         },
     }
 

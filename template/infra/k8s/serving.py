@@ -1,11 +1,13 @@
-"""The serving app's Kubernetes objects: the BentoML Deployment of the pinned model version, its
-monitoring settings, and the drift CronJob on the batch pool.
+"""The serving app's Kubernetes objects: the BentoML workload of the pinned model version (a Rollout with
+its canary analysis, `infra/k8s/rollout.py`, or a plain Deployment when `serving.canary.enabled` is
+false), its monitoring settings, and the drift CronJob on the batch pool.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from infra.k8s import rollout
 from infra.k8s.apps import (
     DRIFT,
     SERVING,
@@ -81,6 +83,9 @@ def serving_objects(
     ]
     if model.version is not None:
         env.insert(2, env_var("MODEL_VERSION", str(model.version)))
+    if serving.shadow is not None:  # scored beside the served version, answering nothing (apps/serving/shadow.py)
+        env.append(env_var("SHADOW_MODEL_VERSION", str(serving.shadow.version)))
+        env.append(env_var("SHADOW_SAMPLE_PCT", f"{serving.shadow.sample_pct:g}"))
     env += _tracking_credentials(tracking_auth)
     container = {
         "name": SERVING,
@@ -98,15 +103,27 @@ def serving_objects(
     pod = system_pod(SERVING, [container], [scratch_volume("tmp", "2Gi")])
     # The pinned version is visible on the pods, so `kubectl get pods -L` shows what each one serves.
     version = str(model.version) if model.version is not None else "unpinned"
-    deployment = app_deployment(
-        ctx, SERVING, pod, None, {"mlops/model": f"{ctx.environment}.{model.name}", "mlops/model-version": version}
-    )
+    annotations = {"mlops/model": f"{ctx.environment}.{model.name}", "mlops/model-version": version}
+    if serving.shadow is not None:
+        annotations["mlops/shadow-version"] = str(serving.shadow.version)
+    deployment = app_deployment(ctx, SERVING, pod, None, annotations)
+    workload: list[Obj] = [deployment]
+    target = {"apiVersion": "apps/v1", "kind": "Deployment", "name": SERVING}
+    if serving.canary.enabled:  # the same pod template, rolled out step by step (infra/k8s/rollout.py)
+        canary = serving.canary
+        workload = [
+            rollout.analysis_template(
+                ctx.namespace, labels, monitoring or MonitoringSettings(), canary, shadow=serving.shadow is not None
+            ),
+            rollout.rollout(ctx.namespace, labels, deployment["spec"]["template"], canary),
+        ]
+        target = {"apiVersion": rollout.API_VERSION, "kind": "Rollout", "name": SERVING}
     autoscaler = {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": metadata(SERVING, ctx.namespace, labels),
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": SERVING},
+            "scaleTargetRef": target,
             "minReplicas": max(1, serving.min_replicas),
             "maxReplicas": serving.max_replicas,
             "metrics": [
@@ -119,7 +136,7 @@ def serving_objects(
     }
     return [
         service_account(ctx, SERVING),
-        deployment,
+        *workload,
         cluster_service(SERVING, ctx.namespace, labels, SERVING_PORT),
         autoscaler,
         disruption_budget(SERVING, ctx.namespace, labels),

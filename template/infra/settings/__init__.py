@@ -7,7 +7,17 @@ or from `pulumi.Config`) lives in `infra.config`; this package is pure data and 
 (serving, tracking, monitoring, images) and `stack` (the whole file). Import from `infra.settings`.
 """
 
-from infra.settings.apps import ImagePin, ImageSettings, ModelPin, MonitoringSettings, ServingSettings, TrackingSettings
+from infra.settings.apps import (
+    CanarySettings,
+    CanaryStep,
+    ImagePin,
+    ImageSettings,
+    ModelPin,
+    MonitoringSettings,
+    ServingSettings,
+    ShadowPin,
+    TrackingSettings,
+)
 from infra.settings.base import (
     AWS_REGIONS,
     GCP_REGIONS,
@@ -60,6 +70,8 @@ __all__ = [
     "AwsRegion",
     "AwsSettings",
     "BudgetSettings",
+    "CanarySettings",
+    "CanaryStep",
     "Cloud",
     "ClusterSettings",
     "CommitSha",
@@ -84,6 +96,7 @@ __all__ = [
     "Quantity",
     "ServingSettings",
     "Settings",
+    "ShadowPin",
     "Slug",
     "StorageSettings",
     "Tags",

@@ -17,8 +17,49 @@ class ModelPin(Frozen):
     version: PositiveInt | None
 
 
+class ShadowPin(Frozen):
+    """A candidate version scored beside the served one on a sample of its requests, answering nothing
+    (`mlops promote --shadow` sets it; the evidence it gathers gates the promotion of that version)."""
+
+    version: PositiveInt
+    sample_pct: float = Field(default=10, gt=0, le=100)
+
+
+class CanaryStep(Frozen):
+    """One step of a rollout: send `weight` % of the pods' traffic to the new pods, then wait."""
+
+    weight: int = Field(ge=1, le=99)
+    pause_minutes: int = Field(default=5, ge=0, le=24 * 60)
+
+
+class CanarySettings(Frozen):
+    """How a new version reaches all pods (Argo Rollouts): step by step, each step gated by an analysis
+    of the new pods' error ratio and p95 latency in Prometheus (and shadow agreement while a shadow runs).
+    Without a service mesh, weights are approximated by pod counts."""
+
+    enabled: bool = True
+    steps: list[CanaryStep] = Field(
+        default_factory=lambda: [CanaryStep(weight=20, pause_minutes=5), CanaryStep(weight=50, pause_minutes=10)],
+        min_length=1,
+        max_length=10,
+    )
+    # Analysis: how often the metrics are queried, and how many failed measurements abort the rollout.
+    analysis_interval_seconds: int = Field(default=60, ge=10, le=3600)
+    failure_limit: int = Field(default=1, ge=0, le=10)
+    min_shadow_agreement: float = Field(default=0.9, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _weights_rise(self) -> Self:
+        weights = [step.weight for step in self.steps]
+        if weights != sorted(set(weights)):
+            raise ValueError(f"steps: weights must rise step by step (got {weights}); the last step to 100 is implied")
+        return self
+
+
 class ServingSettings(Frozen):
     model: ModelPin
+    shadow: ShadowPin | None = None
+    canary: CanarySettings = Field(default_factory=CanarySettings)
     min_replicas: int = Field(default=1, ge=0, le=100)
     max_replicas: int = Field(default=3, ge=1, le=100)
     cpu: Quantity = "500m"
@@ -31,6 +72,18 @@ class ServingSettings(Frozen):
     def _replicas_ordered(self) -> Self:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) must not exceed max_replicas ({self.max_replicas})")
+        return self
+
+    @model_validator(mode="after")
+    def _shadow_is_another_version(self) -> Self:
+        if self.shadow is None:
+            return self
+        if self.model.version is None:
+            raise ValueError("shadow: nothing is served yet, so there is nothing to compare a shadow with")
+        if self.shadow.version == self.model.version:
+            raise ValueError(
+                f"shadow.version: {self.shadow.version} is the served version; a shadow is another version"
+            )
         return self
 
     @model_validator(mode="after")

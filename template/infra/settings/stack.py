@@ -40,6 +40,15 @@ class Settings(Frozen):
     cost: CostSettings = CostSettings()
 
     @model_validator(mode="after")
+    def _canary_needs_prometheus(self) -> Self:
+        if self.serving.canary.enabled and not self.monitoring.enabled:
+            raise ValueError(
+                "serving.canary: its analysis reads Prometheus, which monitoring.enabled: false does not deploy; "
+                "enable monitoring or set serving.canary.enabled: false"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _consistent(self) -> Self:
         if len(set(self.clouds)) != len(self.clouds):
             raise ValueError(f"clouds must not repeat a cloud (got {[c.value for c in self.clouds]})")

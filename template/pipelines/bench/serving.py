@@ -99,7 +99,13 @@ def scratch_registry(home: Path) -> str:
 
 
 def start_servers(  # noqa: PLR0917 -- the bench scripts' one way to start servers
-    root: Path, home: Path, tracking_uri: str, drift_seconds: float, pin: list[str], servers: tuple[str, ...] = SERVERS
+    root: Path,
+    home: Path,
+    tracking_uri: str,
+    drift_seconds: float,
+    pin: list[str],
+    servers: tuple[str, ...] = SERVERS,
+    extra_env: dict[str, str] | None = None,
 ) -> dict[str, Proc]:
     bin_dir = Path(sys.executable).parent
     env = {
@@ -114,6 +120,7 @@ def start_servers(  # noqa: PLR0917 -- the bench scripts' one way to start serve
         "SERVING_ENVIRONMENT": "bench",
         "DRIFT_CHECK_SECONDS": f"{drift_seconds:g}",
         "MODEL_WEIGHTS_FILE": str(home / "weights.json"),
+        **(extra_env or {}),
     }
     commands = {
         "bentoml": lambda port: serving_command(bin_dir, port),

@@ -1,4 +1,4 @@
-"""`mlops local up|status|down|promote`: the model lifecycle on localhost."""
+"""`mlops local up|status|down|promote|traffic`: the model lifecycle on localhost."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 
 from core.errors import CheckFailed
@@ -183,19 +184,92 @@ def promote_cmd(
     model: Annotated[str, typer.Argument(help="Model name, e.g. the reference model from the stack files.")],
     version: Annotated[int, typer.Option("--version", help="Model version (its number in the dev registry).")],
     to: Annotated[str, typer.Option("--to", help="Target environment: dev, staging or prod.")],
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow", help="Make it the environment's shadow (scored beside what it serves, answering nothing)."
+        ),
+    ] = False,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
-    """Gate a version and move it into an environment's local registry (no git; see `mlops promote`)."""
+    """Gate a version and move it into an environment's local registry (no git; see `mlops promote`).
+
+    prod's policy wants shadow evidence: promote with --shadow first, replay traffic (`mlops local
+    traffic`), then promote without --shadow; the gate reads the evidence from serving's /metrics."""
     from pipelines.promotion.registries import promote  # noqa: PLC0415
 
     env = environment()
-    result = promote(model, version, to, env.registries(), actor="mlops local promote")
+    result = promote(
+        model,
+        version,
+        to,
+        env.registries(),
+        actor="mlops local promote",
+        shadow=shadow,
+        evidence=None if shadow else env.evidence_reader(to),
+    )
     emit(
         Report(
-            f"{model} version {version} → {to}",
+            f"{model} version {version} → {to}" + (" (shadow)" if shadow else ""),
             ["rule", "passed", "detail"],
             [[r.rule, r.passed, r.detail] for r in result.verdict.rules],
             data=result.verdict.as_dict(),
         ),
         fmt,
     )
+    if shadow and fmt is not OutputFormat.JSON:
+        serving = env.state().get("serving")
+        if to == "prod" and serving is not None:
+            env.wait_shadow(serving, version, timeout=120)
+            console.print(
+                f"prod's serving scores version {version} beside version {result.previous_model_version} on every "
+                f"request. next: `mlops local traffic --rows 1000`, then `mlops local promote {model} "
+                f"--version {version} --to prod`"
+            )
+        else:
+            console.print(f"{to} has version {version} as its shadow in its registry (local serving serves prod)")
+
+
+@app.command("traffic")
+def traffic(
+    rows: Annotated[int, typer.Option("--rows", min=1, max=1_000_000, help="Held-out rows to send.")] = 1000,
+    batch: Annotated[int, typer.Option("--batch", min=1, max=1000, help="Rows per request.")] = 1,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Replay the reference data's held-out rows against local serving (shadow, drift and dashboards get data)."""
+    from core.registry import registered_name  # noqa: PLC0415
+    from pipelines.local.traffic import replay  # noqa: PLC0415
+
+    env = environment()
+    serving = env.running().get("serving")
+    if serving is None:
+        raise CheckFailed("local serving is not running", hint="start it with `mlops local up`")
+    summary = replay(serving.url, rows, batch, progress=progress)
+    data = summary.as_dict()
+    info = httpx.post(serving.url + "/model", json={}, timeout=10).json()
+    shadow = info.get("shadow") or {}
+    if shadow.get("loaded") and info.get("model_version"):
+        from pipelines.promotion.evidence import from_serving  # noqa: PLC0415
+
+        env.wait_shadow(serving, shadow["model_version"], timeout=60, idle=True)
+        seen = from_serving(
+            serving.url, registered_name("prod", env.model), info["model_version"], shadow["model_version"]
+        )
+        data["shadow"] = seen.as_dict()
+    if fmt is OutputFormat.JSON:
+        emit(Report("traffic", [], data=data), fmt)
+    else:
+        console.print(
+            f"Sent {summary.rows} rows in {summary.requests} requests to {serving.url} in {summary.seconds:.1f}s: "
+            f"{summary.requests - summary.failed} answered 200, {summary.failed} not; predicted classes "
+            f"{dict(summary.predicted)}; served by version(s) {', '.join(summary.served_versions) or 'none'}"
+        )
+        if "shadow" in data:
+            s = data["shadow"]
+            console.print(
+                f"Shadow v{s['candidate_version']} beside v{s['champion_version']} (since serving started): "
+                f"{s['requests']:g} requests scored, agreement {s['agreement']}, p95 {s['p95_ms']} ms, "
+                f"{s['dropped']:g} dropped, {s['failed']:g} failed"
+            )
+    if summary.failed:
+        raise CheckFailed(f"{summary.failed} of {summary.requests} requests were not answered 200")

@@ -37,6 +37,7 @@ from pipelines.common.procs import (
 )
 from pipelines.local import objectstore
 from pipelines.local.servers import BUCKET_PREFIX, ServerStarters
+from pipelines.local.shadowing import ShadowSteps
 from policies.models import POLICY_DIR
 
 SERVICES = ("object_store", "tracking", "serving")
@@ -64,7 +65,7 @@ class UpSummary:
     refused: str | None = None
 
 
-class LocalEnvironment(ServerStarters):
+class LocalEnvironment(ServerStarters, ShadowSteps):
     def __init__(
         self,
         root: Path,
@@ -225,8 +226,10 @@ class LocalEnvironment(ServerStarters):
         summary.trained_version = result.version
         registries = self.registries()
         for environment in (e.value for e in PROMOTION_ORDER):
-            self.progress(f"gate + promote {self.model} version {result.version} to {environment}")
             try:
+                if environment == "prod" and self._needs_shadow(summary.champions):
+                    self._shadow_first(result.version, registries, summary.champions)
+                self.progress(f"gate + promote {self.model} version {result.version} to {environment}")
                 promotion = promote(
                     self.model,
                     result.version,
@@ -234,6 +237,7 @@ class LocalEnvironment(ServerStarters):
                     registries,
                     policy_dir=self.policy_dir or POLICY_DIR,
                     actor="mlops local up",
+                    evidence=self.evidence_reader(environment),
                 )
             except PromotionRefused as refused:
                 summary.promotions.append({"environment": environment, **refused.verdict.as_dict()})

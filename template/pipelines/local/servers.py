@@ -84,6 +84,10 @@ class ServerStarters:
             "MODEL_REFRESH_SECONDS": "2",
             "SERVING_ENVIRONMENT": "local",
             "DRIFT_CHECK_SECONDS": "5",  # quick feedback on a laptop; the clusters use the default (60)
+            # Whatever the alias `shadow` names is scored beside prod's champion on every request
+            # (`mlops local promote … --to prod --shadow`); with no such alias there is nothing to shadow.
+            "SHADOW_MODEL_ALIAS": "shadow",
+            "SHADOW_SAMPLE_PCT": "100",
             "BENTOML_HOME": str(self.home / "bentoml"),
         }
         return self._spawn("serving", command, port, env)

@@ -27,20 +27,41 @@ def promote(
     base: BaseOption = "main",
     no_push: Annotated[bool, typer.Option("--no-push", help="Commit on a local branch only.")] = False,
     no_pr: Annotated[bool, typer.Option("--no-pr", help="Push the branch but do not open the pull request.")] = False,
+    shadow: Annotated[
+        bool,
+        typer.Option(
+            "--shadow",
+            help="Set serving.shadow instead: VERSION scores a sample of TO's requests beside what it serves "
+            "(the evidence prod's gate wants).",
+        ),
+    ] = False,
+    sample_pct: Annotated[
+        float, typer.Option("--sample-pct", min=0.01, max=100, help="With --shadow: share of requests scored.")
+    ] = 10,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Open a pull request that pins VERSION in stacks/Pulumi.<TO>.yaml (it must serve in the previous environment)."""
     from pipelines.release.promote import request_promotion  # noqa: PLC0415
 
     result = request_promotion(
-        repo_root(), model, version, to, remote=remote, base=base, push_branch=not no_push, open_pr=not no_pr
+        repo_root(),
+        model,
+        version,
+        to,
+        remote=remote,
+        base=base,
+        push_branch=not no_push,
+        open_pr=not no_pr,
+        shadow=shadow,
+        sample_pct=sample_pct,
     )
     data = result.__dict__
     if fmt is OutputFormat.JSON:
         emit(Report("promote", [], data=data), fmt)
         return
     console.print(
-        f"Promotion of {result.model} v{result.version} to {result.environment} "
+        f"{'Shadow' if shadow else 'Promotion'} of {result.model} v{result.version} "
+        f"{'in' if shadow else 'to'} {result.environment} "
         f"(serves {f'v{result.previous}' if result.previous else 'nothing'} now): "
         f"branch {result.branch}, commit {result.commit[:10]}" + (", pushed" if result.pushed else ", not pushed")
     )

@@ -21,7 +21,7 @@ from infra.config import project_name, stack_file
 from pipelines.common.git import Git
 from pipelines.config.stackfiles import stack_path
 from pipelines.promotion.registries import source_of
-from pipelines.release.pins import pin_at, pin_history, pin_in, set_pin
+from pipelines.release.pins import pin_at, pin_history, pin_in, set_pin, shadow_in
 from policies.models import POLICY_DIR, PolicyError, load_policy
 
 if TYPE_CHECKING:
@@ -45,9 +45,11 @@ class ModelChange:
     model: str
     before: int | None
     after: int | None
-    kind: str  # promotion | rollback | unpin
+    kind: str  # promotion | rollback | unpin | shadow
     source: str | None
     metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    # What `after` did as the environment's shadow beside `before` (the prod gate's evidence).
+    shadow: dict[str, Any] | None = None
 
 
 @dataclass
@@ -166,10 +168,15 @@ def gate(
         after_text = git.show(head, path) or ""
         before_pin = pin_in(before_text, path, project)[1] if before_text else None
         model, after_pin, _ = pin_in(after_text, path, project)
+        before_shadow = shadow_in(before_text, path, project)[0] if before_text else None
+        after_shadow = shadow_in(after_text, path, project)[0]
         report.settings_changed = before_text is None or set_pin(before_text, path, project, after_pin) != after_text
         if before_pin != after_pin:
             say(f"model pin of {environment}: {before_pin} → {after_pin}")
             report.model = ModelChange(model, before_pin, after_pin, "promotion", source_of(environment))
+        elif after_shadow is not None and after_shadow != before_shadow:
+            say(f"shadow of {environment}: {before_shadow} → {after_shadow} (beside {after_pin})")
+            report.model = ModelChange(model, after_pin, after_shadow, "shadow", source_of(environment))
     if report.model is None and not report.settings_changed and not report.infra_changed:
         report.checks.append(Check("something to decide", True, f"this change does not touch {environment}"))
     # The model policies of the change under review: a PR may tighten them, and is judged by them.
@@ -206,7 +213,8 @@ def _model_part(  # noqa: PLR0917 -- submitted to a process pool, which passes p
         change.kind = "unpin"
         return change, [Check("pin names a version", False, f"the pin of {environment} is set to null")]
     history = pin_history(git, environment, base)
-    if after in {c.after for c in history} | {c.before for c in history} and (before is None or after < before):
+    known = {c.after for c in history} | {c.before for c in history}
+    if change.kind != "shadow" and after in known and (before is None or after < before):
         change.kind = "rollback"
     registries = configured_registries(root)
     evidence_env = environment if change.kind == "rollback" else source or environment
@@ -228,11 +236,48 @@ def _model_part(  # noqa: PLR0917 -- submitted to a process pool, which passes p
             policy = load_policy(environment, policy_dir or POLICY_DIR)
         except PolicyError as exc:
             raise BadInput(str(exc)) from None
-        verdict = judge(policy, uri, model, candidate, pin_at(git, "HEAD", source) if source else None)
+        seen = None
+        if change.kind == "shadow":  # it is about to gather the evidence: every other rule applies
+            policy = policy.without_shadow()
+        elif policy.shadow is not None and before is not None:
+            seen = _shadow_evidence(root, environment, model, before, after, policy.shadow.window_hours)
+            change.shadow = seen.as_dict() if seen is not None else None
+        verdict = judge(
+            policy,
+            uri,
+            model,
+            candidate,
+            pin_at(git, "HEAD", source) if source else None,
+            served_version=before,
+            shadow=seen,
+        )
         if record:
             record_decision(client, candidate, verdict, "mlops gate")
     checks += [Check(f"model policy: {r.rule}", r.passed, r.detail) for r in verdict.rules]
     return change, checks
+
+
+def _shadow_evidence(  # noqa: PLR0917 -- the pair, where, and how far back
+    root: Path, environment: str, model: str, champion: int, candidate: int, window_hours: int
+) -> Any:
+    """From the environment's Prometheus (`MLOPS_PROMETHEUS_<ENV>`), or from local serving's /metrics
+    when this checkout's registries are the local environment's (local serving is prod's)."""
+    import os  # noqa: PLC0415
+
+    from core.registry import registered_name  # noqa: PLC0415
+    from pipelines.promotion.evidence import shadow_evidence  # noqa: PLC0415
+
+    serving_url = None
+    if environment == "prod" and not os.environ.get("MLOPS_REGISTRY_PROD"):
+        from infra.config import load_stack  # noqa: PLC0415
+        from pipelines.local.environment import LocalEnvironment  # noqa: PLC0415
+
+        home = os.environ.get("MLOPS_LOCAL_HOME")
+        local = LocalEnvironment(root, load_stack(root, "local").serving.model.name, home=Path(home) if home else None)
+        serving = local.running().get("serving")
+        serving_url = serving.url if serving is not None else None
+    name = registered_name(environment, model)
+    return shadow_evidence(environment, name, champion, candidate, window_hours, serving_url=serving_url)
 
 
 def _infra_checks(report: GateReport, root: Path, environment: str, base: str, say: Any) -> None:
@@ -291,6 +336,19 @@ def markdown(report: GateReport) -> str:
             for metric in METRICS:
                 lines.append(f"| {metric} | " + " | ".join(str(m.metrics[v].get(metric, "—")) for v in versions) + " |")
             lines.append("")
+        if m.shadow is not None:
+            s = m.shadow
+            agreement = s["agreement"] if s["agreement"] is not None else "—"
+            p95 = f"{s['p95_ms']} ms" if s["p95_ms"] is not None else "—"
+            lines += [
+                f"Shadow evidence: v{s['candidate_version']} beside v{s['champion_version']} on this environment's "
+                f"requests (`{s['source']}`)",
+                "",
+                "| requests scored | rows | agreement | candidate p95 | dropped | failed |",
+                "| --- | --- | --- | --- | --- | --- |",
+                f"| {s['requests']:g} | {s['rows']:g} | {agreement} | {p95} | {s['dropped']:g} | {s['failed']:g} |",
+                "",
+            ]
     lines += ["### Checks", "", "| check | result | detail |", "| --- | --- | --- |"]
     lines += [f"| {c.name} | {'✅' if c.passed else '❌'} | {c.detail.replace('|', '/')} |" for c in report.checks]
     lines.append("")

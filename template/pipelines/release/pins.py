@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
@@ -37,13 +38,58 @@ def pin_in(text: str, source: str, project: str) -> tuple[str, int | None, int]:
 
 
 def set_pin(text: str, source: str, project: str, version: int | None) -> str:
-    """The stack file's text with only the pinned version changed; comments and layout are kept."""
+    """The stack file's text with only the pinned version changed (and a shadow of that very version
+    cleared: it serves now); comments and layout are kept."""
     _, _, line = pin_in(text, source, project)
     lines = text.splitlines(keepends=True)
     match = re.match(r"^(\s*version:\s*)(\S+)(.*)$", lines[line], flags=re.DOTALL)
     if match is None:
         raise BadInput(f"{source} line {line + 1}: expected `version: <n>` for serving.model.version")
     lines[line] = f"{match.group(1)}{'null' if version is None else version}{match.group(3)}"
+    changed = "".join(lines)
+    if version is not None and shadow_in(text, source, project)[0] == version:
+        changed = set_shadow(changed, source, project, None)
+    return changed
+
+
+def _serving(text: str, source: str, project: str) -> Any:
+    try:
+        return YAML().load(text)["config"][f"{project}:serving"]
+    except (YAMLError, KeyError, TypeError) as exc:
+        raise BadInput(f"{source}: no {project}:serving section ({exc})") from None
+
+
+def shadow_in(text: str, source: str, project: str) -> tuple[int | None, float | None, int | None]:
+    """(shadow version, its sample_pct, 0-based line of `shadow:`) of a stack file's text (line None: no key)."""
+    serving = _serving(text, source, project)
+    if "shadow" not in serving:
+        return None, None, None
+    line, _ = serving.lc.key("shadow")
+    shadow = serving.get("shadow")
+    if not shadow:
+        return None, None, line
+    try:
+        return int(shadow["version"]), float(shadow.get("sample_pct", 10)), line
+    except (KeyError, TypeError, ValueError):
+        raise BadInput(
+            f"{source} line {line + 1}: serving.shadow must be null or {{version: N, sample_pct: P}}"
+        ) from None
+
+
+def set_shadow(text: str, source: str, project: str, version: int | None, sample_pct: float = 10) -> str:
+    """The stack file's text with only `serving.shadow` changed, written on its one line."""
+    _, _, line = shadow_in(text, source, project)
+    if line is None:
+        raise BadInput(
+            f"{source}: serving has no `shadow:` key",
+            hint="add `shadow: null` under serving (beside model), as the template's stack files have it",
+        )
+    lines = text.splitlines(keepends=True)
+    match = re.match(r"^(\s*shadow:)(\s*)([^#\n]*?)(\s*#.*)?(\n?)$", lines[line], flags=re.DOTALL)
+    if match is None:
+        raise BadInput(f"{source} line {line + 1}: expected `shadow: null` or `shadow: {{version: …}}` on one line")
+    value = "null" if version is None else f"{{version: {version}, sample_pct: {sample_pct:g}}}"
+    lines[line] = f"{match.group(1)} {value}{match.group(4) or ''}{match.group(5)}"
     return "".join(lines)
 
 

@@ -23,7 +23,16 @@ from infra.settings import PROMOTION_ORDER
 from pipelines.common.git import TRAILER_ENV, TRAILER_KIND, Git, commit_branch, undone_if_interrupted
 from pipelines.config.stackfiles import stack_path, validate_stack_text
 from pipelines.promotion.registries import Registries, source_of
-from pipelines.release.pins import TRAILER_MODEL, TRAILER_PREVIOUS, TRAILER_VERSION, pin_at, pin_in, set_pin
+from pipelines.release.pins import (
+    TRAILER_MODEL,
+    TRAILER_PREVIOUS,
+    TRAILER_VERSION,
+    pin_at,
+    pin_in,
+    set_pin,
+    set_shadow,
+    shadow_in,
+)
 
 DEPLOY = "deploy"
 
@@ -91,10 +100,16 @@ def request_promotion(
     push_branch: bool = True,
     open_pr: bool = True,
     registries: Registries | None = None,
+    shadow: bool = False,
+    sample_pct: float = 10,
 ) -> PromotionRequest:
-    """Commit the pin change on a new branch from the remote's base, push it and open a pull request."""
+    """Commit the pin change on a new branch from the remote's base, push it and open a pull request.
+    With `shadow`, the change sets `serving.shadow` instead: the version scores a sample of the
+    environment's requests beside the served one (the evidence its promotion is then gated on)."""
     if version < 1:
         raise BadInput(f"--version must be a positive model version (got {version})")
+    if not 0 < sample_pct <= 100:
+        raise BadInput(f"--sample-pct must be in (0, 100] (got {sample_pct:g})")
     model, source = model_and_order(root, environment, model)
     git = Git(root)
     base_ref = git.start_change(remote, base)
@@ -106,6 +121,8 @@ def request_promotion(
     _, current, _ = pin_in(text, f"{path} at {base_ref}", project)
     if current == version:
         raise BadInput(f"{environment} already serves {model} version {version} on {base_ref}: nothing to promote")
+    if shadow:
+        _require_shadowable(text, f"{path} at {base_ref}", project, environment, model, version, current)
     if source is not None:
         serving = pin_at(git, base_ref, source)
         if serving != version:
@@ -118,20 +135,32 @@ def request_promotion(
             )
     else:
         _require_in_registry(registries or configured_registries(root), "dev", model, version)
-    branch = f"promote/{environment}/{model}-v{version}"
+    branch = f"{'shadow' if shadow else 'promote'}/{environment}/{model}-v{version}"
     if git.ok("rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"):
         raise BadInput(
             f"a local branch {branch} exists: this promotion is already under way",
             hint=f"finish its pull request, or delete the branch (`git branch -D {branch}`) and run again",
         )
-    new_text = set_pin(text, path, project, version)
+    if shadow:
+        new_text = set_shadow(text, path, project, version, sample_pct)
+        subject = f"Shadow {model} v{version} in {environment}"
+        said = (
+            f"{environment} serves version {current}; version {version} scores {sample_pct:g} % of requests beside it"
+        )
+        kind, changed_lines = "shadow", ["1", "1", path]
+    else:
+        new_text = set_pin(text, path, project, version)
+        subject = f"Promote {model} v{version} to {environment}"
+        said = f"{environment} served {f'version {current}' if current else 'nothing'}"
+        kind = "promotion"
+        # exactly the pin line, and the shadow line when the promoted version was the shadow
+        changed_lines = ["2", "2", path] if shadow_in(text, path, project)[0] == version else ["1", "1", path]
     validate_stack_text(root, environment, new_text)
-    subject = f"Promote {model} v{version} to {environment}"
     body = (
-        f"{environment} served {f'version {current}' if current else 'nothing'}"
+        said
         + (f"; {source} serves version {version}." if source else f"; version {version} is in the dev registry.")
         + "\n\n"
-        + promotion_trailers("promotion", environment, model, version, current)
+        + promotion_trailers(kind, environment, model, version, current)
     )
     with undone_if_interrupted(git, branch, remote):
         commit = commit_branch(
@@ -142,7 +171,7 @@ def request_promotion(
             branch=branch,
             remote=remote,
             push_branch=push_branch,
-            expect_numstat=["1", "1", path],  # exactly the pin line
+            expect_numstat=changed_lines,
         )
         request = PromotionRequest(environment, model, version, current, branch, commit, pushed=push_branch)
         title_body = (subject, f"{body}\n\nThe `promote` workflow runs `mlops gate --env {environment}` on this PR.")
@@ -150,6 +179,18 @@ def request_promotion(
             root, request, base=base, remote=remote, title_body=title_body, open_pr=open_pr and push_branch
         )
     return request
+
+
+def _require_shadowable(  # noqa: PLR0917 -- the file and the change asked for
+    text: str, source: str, project: str, environment: str, model: str, version: int, current: int | None
+) -> None:
+    if current is None:
+        raise BadInput(
+            f"{environment} serves nothing ({source}): a shadow would have nothing to be compared with",
+            hint=f"promote version {version} to {environment} without --shadow",
+        )
+    if shadow_in(text, source, project)[0] == version:
+        raise BadInput(f"{environment} already shadows {model} version {version} ({source})")
 
 
 def promotion_trailers(kind: str, environment: str, model: str, version: int | None, previous: int | None) -> str:

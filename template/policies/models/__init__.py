@@ -19,6 +19,18 @@ POLICY_DIR = Path(__file__).resolve().parent
 KNOWN_METRICS = ("accuracy", "roc_auc", "f1")
 
 
+class ShadowPolicy(BaseModel):
+    """What a candidate must have shown as the environment's shadow (`serving.shadow`) before it may serve
+    there: read from the environment's Prometheus (locally: serving's /metrics) by `mlops gate`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_requests: int = Field(ge=1, le=100_000_000)  # requests the candidate scored beside the champion
+    min_agreement: float = Field(ge=0, le=1)  # share of rows whose predicted class agreed with the champion's
+    max_p95_ms: float = Field(gt=0, le=60_000)  # the candidate's p95 time per request
+    window_hours: int = Field(default=24, ge=1, le=24 * 30)  # how far back the evidence is read
+
+
 class ModelPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -30,6 +42,9 @@ class ModelPolicy(BaseModel):
     max_group_gap: dict[str, float] = Field(default_factory=dict)
     required_tags: list[str] = Field(default_factory=list)
     require_signature: bool = True
+    # Evidence from shadow traffic (required in prod: the question its reviewer has is how the candidate
+    # behaves on today's real requests).
+    shadow: ShadowPolicy | None = None
 
     @model_validator(mode="after")
     def _known_and_bounded(self) -> ModelPolicy:
@@ -41,7 +56,16 @@ class ModelPolicy(BaseModel):
                     raise ValueError(f"{section}.{metric}: {bound} must be between 0 and 1")
         if self.environment is Environment.LOCAL:
             raise ValueError("environment: local is outside the promotion chain (dev → staging → prod)")
+        if self.environment is Environment.PROD and self.shadow is None:
+            raise ValueError(
+                "shadow: prod requires shadow evidence (min_requests, min_agreement, max_p95_ms): a candidate "
+                "must have scored prod's own traffic beside the served version first"
+            )
         return self
+
+    def without_shadow(self) -> ModelPolicy:
+        """The rules a version must pass to become the environment's shadow (it has no evidence yet)."""
+        return self.model_copy(update={"shadow": None})
 
     @property
     def source(self) -> Environment | None:
@@ -103,6 +127,24 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class ShadowEvidence:
+    """What the candidate did as shadow beside the served version (`apps/serving/shadow.py`'s series)."""
+
+    champion_version: int
+    candidate_version: int
+    requests: float  # scored
+    rows: float
+    agreement: float | None  # None: no rows scored
+    p95_ms: float | None
+    dropped: float
+    failed: float
+    source: str  # where it was read: a Prometheus URL or a /metrics URL
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class Evidence:
     """What the registry says about a candidate version (gathered by the caller)."""
 
@@ -113,6 +155,9 @@ class Evidence:
     has_signature: bool
     # The source environment's serving version (None when the source is training).
     source_serving_version: int | None = None
+    # What the target environment serves now, and the candidate's shadow evidence there.
+    served_version: int | None = None
+    shadow: ShadowEvidence | None = None
 
 
 def evaluate(policy: ModelPolicy, evidence: Evidence) -> Verdict:
@@ -149,6 +194,8 @@ def evaluate(policy: ModelPolicy, evidence: Evidence) -> Verdict:
                 else f"{metric}_group_gap was not logged",
             )
         )
+    if policy.shadow is not None:
+        rules += _shadow_rules(policy.shadow, policy.environment.value, evidence)
     missing = [tag for tag in policy.required_tags if not evidence.tags.get(tag)]
     rules.append(
         RuleResult(
@@ -166,3 +213,40 @@ def evaluate(policy: ModelPolicy, evidence: Evidence) -> Verdict:
             )
         )
     return Verdict(policy.environment.value, evidence.model, evidence.model_version, rules)
+
+
+def _shadow_rules(policy: ShadowPolicy, environment: str, evidence: Evidence) -> list[RuleResult]:
+    if evidence.served_version is None:
+        return [RuleResult("shadow_evidence", True, f"{environment} serves nothing yet: no version to compare with")]
+    seen = evidence.shadow
+    if seen is None or seen.requests == 0:
+        where = f" ({seen.source})" if seen is not None else ""
+        return [
+            RuleResult(
+                "shadow_evidence",
+                False,
+                f"version {evidence.model_version} has not scored {environment}'s traffic beside version "
+                f"{evidence.served_version}{where}: promote it with --shadow first and let it see traffic",
+            )
+        ]
+    lost = f"; {seen.dropped:g} dropped, {seen.failed:g} failed" if seen.dropped or seen.failed else ""
+    agreement = f"{seen.agreement:.4f}" if seen.agreement is not None else "unknown"
+    p95 = f"{seen.p95_ms:.2f} ms" if seen.p95_ms is not None else "unknown"
+    return [
+        RuleResult(
+            "shadow_requests",
+            seen.requests >= policy.min_requests,
+            f"{seen.requests:g} requests scored beside v{seen.champion_version}, at least {policy.min_requests}{lost}",
+        ),
+        RuleResult(
+            "shadow_agreement",
+            seen.agreement is not None and seen.agreement >= policy.min_agreement,
+            f"agreement with v{seen.champion_version} = {agreement} over {seen.rows:g} rows, "
+            f"at least {policy.min_agreement}",
+        ),
+        RuleResult(
+            "shadow_p95_ms",
+            seen.p95_ms is not None and seen.p95_ms <= policy.max_p95_ms,
+            f"the candidate's p95 = {p95}, at most {policy.max_p95_ms:g} ms",
+        ),
+    ]

@@ -1,10 +1,13 @@
-"""Shadow scoring: what it measures for two known models, its bounded queue, and a candidate that fails
-or stalls never reaching a response."""
+"""Shadow scoring: what it measures for two known models, its bounded queue, and a candidate that fails,
+stalls or crashes its process never reaching a response (the candidate really runs in its own process)."""
 
 from __future__ import annotations
 
-import threading
+import os
+import signal
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -12,23 +15,79 @@ import pytest
 
 from apps.serving.asgi import render_metrics
 from apps.serving.config import ServingConfig
-from apps.serving.model import LoadedModel, ModelHolder
+from apps.serving.model import LoadedModel
 from apps.serving.monitoring import DIFFERENCE_BUCKETS, Metrics, VersionMetrics
-from apps.serving.shadow import ShadowScorer
+from apps.serving.shadow import BATCH, ShadowScorer
 from apps.training.data import split
 from apps.training.train import TrainingConfig, build_pipeline
 
 MODEL = "prod.diagnosis"
+WEAK = TrainingConfig(regularization_c=0.0005)
+
+
+def _fit(config: TrainingConfig) -> Any:
+    data = split(0.25, 42)
+    return build_pipeline(config).fit(data.x_train, data.y_train)
+
+
+class Held:
+    """What the candidate's process holds (the shape of ModelHolder it reads)."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model, self.last_error, self.config = model, None, None
+
+
+class Misbehaving:
+    """A candidate estimator that raises, stalls until a file exists, or crashes its process."""
+
+    n_features_in_ = 30
+
+    def __init__(self, behaviour: str, flag: str = "") -> None:
+        self.behaviour, self.flag = behaviour, flag
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        if self.behaviour == "raise":
+            raise RuntimeError("the candidate is broken")
+        if self.behaviour == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        deadline = time.monotonic() + 60
+        while not Path(self.flag).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return np.tile([0.5, 0.5], (len(rows), 1))
+
+
+# Loaders the candidate's process calls (`{"loader": "tests.apps.test_shadow:<name>"}`).
+def weak_candidate() -> Held:
+    return Held(LoadedModel.of(_fit(WEAK), 2, 2))
+
+
+def misbehaving_candidate(behaviour: str, version: int, flag: str = "") -> Held:
+    return Held(LoadedModel(Misbehaving(behaviour, flag), version, version, 30, ()))
 
 
 @pytest.fixture(scope="module")
-def models() -> tuple[LoadedModel, LoadedModel, np.ndarray]:
-    """Two different fits of the reference model (a strong and a heavily regularised one) and held-out rows."""
+def champion() -> tuple[LoadedModel, np.ndarray]:
     data = split(0.25, 42)
-    strong = build_pipeline(TrainingConfig()).fit(data.x_train, data.y_train)
-    weak = build_pipeline(TrainingConfig(regularization_c=0.0005)).fit(data.x_train, data.y_train)
-    rows = np.asarray(data.x_test, dtype=np.float64)
-    return LoadedModel.of(strong, 1, 1), LoadedModel.of(weak, 2, 2), rows
+    return LoadedModel.of(_fit(TrainingConfig()), 1, 1), np.asarray(data.x_test, dtype=np.float64)
+
+
+@pytest.fixture
+def scorers() -> Iterator[list[ShadowScorer]]:
+    made: list[ShadowScorer] = []
+    yield made
+    for scorer in made:
+        scorer.stop()
+
+
+def _scorer(made: list[ShadowScorer], environment: str, loader: str, *args: Any, **options: Any) -> ShadowScorer:
+    def metrics_of(version: str) -> VersionMetrics:
+        return Metrics.get().bound(MODEL, version, environment)
+
+    spec = {"loader": f"tests.apps.test_shadow:{loader}", "args": list(args)}
+    scorer = ShadowScorer(spec, metrics_of, pinned_version=None, **{"sample_pct": 100, "queue_size": 100, **options})
+    made.append(scorer)
+    scorer.start()
+    return scorer
 
 
 def _reader(environment: str) -> Any:
@@ -49,56 +108,27 @@ def _reader(environment: str) -> Any:
     return value
 
 
-class Candidate:
-    """Stands in for a candidate's estimator where the test needs it to fail or stall."""
-
-    def __init__(self, behaviour: str, release: threading.Event | None = None) -> None:
-        self.behaviour, self.release, self.calls = behaviour, release, 0
-        self.n_features_in_ = 30
-
-    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        if self.behaviour == "raise":
-            raise RuntimeError("the candidate is broken")
-        assert self.release is not None
-        self.release.wait(30)
-        return np.tile([0.5, 0.5], (len(rows), 1))
-
-
-def _scorer(environment: str, candidate: LoadedModel, *, queue_size: int = 100, pct: float = 100) -> ShadowScorer:
-    config = ServingConfig(tracking_uri="sqlite:///unused.db", model_name=MODEL, model_version=1)
-    holder = ModelHolder(config.model_copy(update={"model_version": candidate.model_version}), optional=True)
-    holder.hold(candidate)
-
-    def metrics_of(champion: LoadedModel) -> VersionMetrics:
-        return Metrics.get().bound(MODEL, str(champion.model_version), environment)
-
-    scorer = ShadowScorer(holder, metrics_of, sample_pct=pct, queue_size=queue_size)
-    scorer.start()  # the holder holds its candidate already: no loader
-    return scorer
-
-
 def _answer(champion: LoadedModel, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probabilities = champion.predict_proba(rows)
     return probabilities, (probabilities >= 0.5).astype(np.int64)
 
 
-def _drain(scorer: ShadowScorer, timeout: float = 30) -> None:
+def _drain(scorer: ShadowScorer, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not scorer.idle:
-        assert time.monotonic() < deadline, f"the scorer did not finish within {timeout} s"
-        time.sleep(0.01)
+        assert time.monotonic() < deadline, f"the scorer did not finish within {timeout} s: {scorer.describe()}"
+        time.sleep(0.02)
 
 
-def test_agreement_and_score_differences_for_two_known_models(models: tuple[LoadedModel, LoadedModel, Any]) -> None:
-    champion, candidate, rows = models
-    scorer = _scorer("shadow-known", candidate)
+def test_agreement_and_score_differences_for_two_known_models(champion: Any, scorers: list[ShadowScorer]) -> None:
+    model, rows = champion
+    scorer = _scorer(scorers, "shadow-known", "weak_candidate")
     for start in range(0, len(rows), 7):  # requests of up to 7 rows
         batch = rows[start : start + 7]
-        scorer.offer(champion, batch, *_answer(champion, batch))
+        scorer.offer(model, batch, *_answer(model, batch))
     _drain(scorer)
 
-    mine, theirs = champion.predict_proba(rows), candidate.predict_proba(rows)
+    mine, theirs = model.predict_proba(rows), LoadedModel.of(_fit(WEAK), 2, 2).predict_proba(rows)
     agree = int(np.count_nonzero((mine >= 0.5) == (theirs >= 0.5)))
     assert 0 < agree < len(rows), "the two fits must disagree on some rows for this test to mean anything"
     value = _reader("shadow-known")
@@ -113,60 +143,80 @@ def test_agreement_and_score_differences_for_two_known_models(models: tuple[Load
         assert count == np.count_nonzero(differences <= bound), f"bucket le={bound}"
     assert value("model_shadow_score_difference_count", **pair) == len(rows)
     assert value("model_shadow_duration_seconds_count", **pair) == requests
+    assert scorer.describe()["loaded"] is True
 
 
-def test_the_queue_bound_holds_and_the_rest_is_dropped_and_counted(models: Any) -> None:
-    champion, _, rows = models
-    release = threading.Event()
-    stalled = Candidate("stall", release)
-    scorer = _scorer("shadow-bound", LoadedModel(stalled, 3, 3, 30, ()), queue_size=10)
+def test_the_candidate_runs_apart_at_the_lowest_priority(champion: Any, scorers: list[ShadowScorer]) -> None:
+    model, rows = champion
+    scorer = _scorer(scorers, "shadow-apart", "weak_candidate")
+    scorer.offer(model, rows[:1], *_answer(model, rows[:1]))
+    _drain(scorer)
+    pid = scorer.describe()["pid"]
+    assert pid not in (None, os.getpid())
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE, "the candidate may use only CPU time nothing else wants"
+
+
+def test_the_queue_bound_holds_and_the_rest_is_dropped_and_counted(
+    champion: Any, scorers: list[ShadowScorer], tmp_path: Path
+) -> None:
+    model, rows = champion
+    flag = tmp_path / "go"
+    scorer = _scorer(scorers, "shadow-bound", "misbehaving_candidate", "stall", 3, str(flag), queue_size=10)
     offers = 1_000
+    batch = rows[:1]
+    answer = _answer(model, batch)
     try:
-        batch = rows[:1]
-        answer = _answer(champion, batch)
         for _ in range(offers):
-            scorer.offer(champion, batch, *answer)  # never blocks: the candidate is stuck on its first request
-        assert scorer.pending == 10
+            scorer.offer(model, batch, *answer)  # never blocks, though the candidate is stuck
+        assert scorer.pending <= 10 + BATCH
     finally:
-        release.set()
+        flag.touch()
     _drain(scorer)
     value = _reader("shadow-bound")
-    # One taken by the scorer, ten queued, every other one dropped: nothing waited and nothing was lost uncounted.
-    assert value("model_shadow_requests_total", outcome="dropped", shadow_version="3") == offers - 11
-    assert value("model_shadow_requests_total", outcome="scored", shadow_version="3") == 11 == stalled.calls
+    dropped = value("model_shadow_requests_total", outcome="dropped", shadow_version="none")
+    scored = value("model_shadow_requests_total", outcome="scored", shadow_version="3")
+    # At most one batch in flight and ten queued; every other one dropped, and nothing lost uncounted.
+    assert scored + dropped == offers
+    assert 10 <= scored <= 10 + BATCH
 
 
-def test_a_failing_candidate_is_counted_and_the_scorer_carries_on(models: Any) -> None:
-    champion, candidate, rows = models
-    broken = LoadedModel(Candidate("raise"), 4, 4, 30, ())
-    scorer = _scorer("shadow-broken", broken)
-    batch = rows[:3]
+def test_a_failing_candidate_is_counted(champion: Any, scorers: list[ShadowScorer]) -> None:
+    model, rows = champion
+    scorer = _scorer(scorers, "shadow-broken", "misbehaving_candidate", "raise", 4)
     for _ in range(5):
-        scorer.offer(champion, batch, *_answer(champion, batch))
+        scorer.offer(model, rows[:3], *_answer(model, rows[:3]))
     _drain(scorer)
-    scorer.holder.hold(candidate)  # a good candidate next: the same thread scores it
-    scorer.offer(champion, batch, *_answer(champion, batch))
-    _drain(scorer)
-    value = _reader("shadow-broken")
-    assert value("model_shadow_requests_total", outcome="failed", shadow_version="4") == 5
-    assert value("model_shadow_requests_total", outcome="scored", shadow_version="2") == 1
+    assert _reader("shadow-broken")("model_shadow_requests_total", outcome="failed", shadow_version="4") == 5
 
 
-def test_sampling_offers_about_the_configured_share(models: Any) -> None:
-    champion, candidate, rows = models
+def test_a_crashing_candidate_process_is_counted_and_started_again(champion: Any, scorers: list[ShadowScorer]) -> None:
+    model, rows = champion
+    scorer = _scorer(scorers, "shadow-crash", "misbehaving_candidate", "crash", 5, restart_seconds=0.2)
+    for round_ in range(3):
+        for _ in range(4):
+            scorer.offer(model, rows[:2], *_answer(model, rows[:2]))
+        _drain(scorer)
+        assert scorer.restarts == round_ + 1, scorer.describe()
+    failed = _reader("shadow-crash")("model_shadow_requests_total", outcome="failed", shadow_version="5")
+    assert failed == 12, "every request the crashed process held counts as failed"
+
+
+def test_sampling_offers_about_the_configured_share(champion: Any, scorers: list[ShadowScorer]) -> None:
+    model, rows = champion
     draws = iter(np.random.default_rng(7).random(2_000).tolist())
-    scorer = _scorer("shadow-sampled", candidate, pct=10)
-    scorer.draw = lambda: next(draws)
-    batch = rows[:1]
+    scorer = _scorer(
+        scorers, "shadow-sampled", "weak_candidate", sample_pct=10, draw=lambda: next(draws), queue_size=10_000
+    )
     for _ in range(2_000):
-        scorer.offer(champion, batch, *_answer(champion, batch))
+        scorer.offer(model, rows[:1], *_answer(model, rows[:1]))
     _drain(scorer)
     expected = np.count_nonzero(np.random.default_rng(7).random(2_000) * 100 < 10)
     assert _reader("shadow-sampled")("model_shadow_requests_total", outcome="scored", shadow_version="2") == expected
 
 
 def test_the_shadow_is_never_the_served_version() -> None:
+    base = {"MLFLOW_TRACKING_URI": "x", "MODEL_NAME": MODEL}
     with pytest.raises(ValueError, match="SHADOW_MODEL_VERSION: the shadow must be another version"):
-        ServingConfig.from_env({"MLFLOW_TRACKING_URI": "x", "MODEL_NAME": MODEL, "MODEL_VERSION": "2", "SHADOW_MODEL_VERSION": "2"})
+        ServingConfig.from_env({**base, "MODEL_VERSION": "2", "SHADOW_MODEL_VERSION": "2"})
     with pytest.raises(ValueError, match="SHADOW_SAMPLE_PCT"):
-        ServingConfig.from_env({"MLFLOW_TRACKING_URI": "x", "MODEL_NAME": MODEL, "SHADOW_SAMPLE_PCT": "0"})
+        ServingConfig.from_env({**base, "SHADOW_SAMPLE_PCT": "0"})

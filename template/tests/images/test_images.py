@@ -136,7 +136,7 @@ def test_the_serving_image_runs_like_the_deployment() -> None:
             tracking_auth=False,
             monitoring=MonitoringSettings(),
         )
-        if o["kind"] == "Deployment"
+        if o["kind"] == "Rollout"
     ]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     deployed = {e["name"]: e.get("value") for e in container["env"]}

@@ -13,9 +13,11 @@ from infra.k8s.objects import Obj
 from pipelines.plan.graph import Plan, PlannedResource
 from pipelines.plan.mocks import SECRET
 from tests.conftest import ROOT
+from tests.infra.crds import validate_custom
 from tests.planning import PROJECT, containers, key, stack_images
 
 KUBERNETES_VERSION = "1.33.0"
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
 WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
 
 
@@ -31,9 +33,8 @@ def app_objects(stack: str) -> list[Obj]:
     )
     objects = tracking.tracking_objects(ctx, settings.tracking, settings.images.tracking)
     objects += tracking.postgres_objects(ctx, settings.tracking)
-    objects += serving.serving_objects(
-        ctx, settings.serving, settings.images.serving, tracking_auth=True, monitoring=settings.monitoring
-    )
+    image = "registry.example/serving@sha256:" + "a" * 64  # the stack files pin none yet
+    objects += serving.serving_objects(ctx, settings.serving, image, tracking_auth=True, monitoring=settings.monitoring)
     objects.append(serving.drift_cronjob(ctx, settings.monitoring, settings.images.serving, tracking_auth=True))
     objects.append(dashboard.dashboard_config_map(PROJECT, tags, settings.monitoring))
     objects += tracking.minio_objects(ctx, "bucket")
@@ -44,8 +45,14 @@ def app_objects(stack: str) -> list[Obj]:
 
 @pytest.mark.parametrize("stack", ["local", "prod"])
 def test_objects_are_valid_kubernetes(stack: str) -> None:
+    kinds = set()
     for obj in app_objects(stack):
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+        kinds.add(obj["kind"])
+        if obj["apiVersion"].startswith("argoproj.io/"):
+            validate_custom(obj)  # against the pinned chart's CRD schema (tests/infra/crds.py)
+        else:
+            kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+    assert {"Rollout", "AnalysisTemplate"} <= kinds
 
 
 def test_a_misspelled_field_is_caught_by_the_schema_check() -> None:
@@ -99,9 +106,7 @@ def test_pinned_model_version_reaches_every_serving_deployment(plan_with: Any) -
         config[key("serving")]["model"]["version"] = 7
 
     plan = plan_with("prod", pin)
-    deployments = [
-        d for d in plan.of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == apps.SERVING
-    ]
+    deployments = [d for d in plan.of_type(ROLLOUT) if d.inputs["metadata"]["name"] == apps.SERVING]
     assert len(deployments) == max(1, len(plan.clouds))
     for deployment in deployments:
         env = {e["name"]: e.get("value") for e in containers(deployment)[0]["env"]}
@@ -173,7 +178,9 @@ def test_external_database_replaces_postgres(plan_with: Any) -> None:
 def test_monitoring_release_rules_and_people_rbac(plans: dict[str, Plan]) -> None:
     plan = plans["prod"]
     release = plan.of_type("kubernetes:helm.sh/v3:Release")
-    assert release and all(r.inputs["version"] and r.inputs["chart"] == "kube-prometheus-stack" for r in release)
+    charts = {r.inputs["chart"]: r.inputs["version"] for r in release}
+    assert set(charts) == {"kube-prometheus-stack", "argo-rollouts"} and all(charts.values())
+    assert len(release) == 2 * len(plan.clouds), "both charts on every cluster"
     rules = [r for r in plan.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")]
     alerts = {rule["alert"] for r in rules for group in r.inputs["spec"]["groups"] for rule in group["rules"]}
     assert alerts == {"ServingErrorRateHigh", "ServingLatencyP95High", "ModelInputDrift"}

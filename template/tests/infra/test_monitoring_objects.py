@@ -97,7 +97,9 @@ def test_drift_cronjob_runs_the_check_on_the_spot_pool(plans: dict[str, Plan], s
 def test_serving_deployment_carries_the_drift_settings(plans: dict[str, Plan]) -> None:
     monitoring = load_stack(ROOT, "prod").monitoring
     deployment = next(
-        d for d in plans["prod"].of_type("kubernetes:apps/v1:Deployment") if d.inputs["metadata"]["name"] == "serving"
+        d
+        for d in plans["prod"].of_type("kubernetes:argoproj.io/v1alpha1:Rollout")
+        if d.inputs["metadata"]["name"] == "serving"
     )
     env = {e["name"]: e.get("value") for e in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["DRIFT_THRESHOLD"] == f"{monitoring.drift_threshold:g}"

@@ -80,6 +80,38 @@ def test_settings_are_frozen() -> None:
 
 
 BAD_FILES: dict[str, tuple[Callable[[dict[str, Any]], None], str, str]] = {
+    "a shadow of the served version": (
+        lambda c: c[f"{PROJECT}:serving"].update(model={"name": "m", "version": 3}, shadow={"version": 3}),
+        f"{PROJECT}:serving",
+        "shadow.version: 3 is the served version",
+    ),
+    "a shadow with nothing served": (
+        lambda c: c[f"{PROJECT}:serving"].update(shadow={"version": 3}),
+        f"{PROJECT}:serving",
+        "nothing is served yet",
+    ),
+    "a shadow sample over 100 %": (
+        lambda c: c[f"{PROJECT}:serving"].update(
+            model={"name": "m", "version": 3}, shadow={"version": 4, "sample_pct": 150}
+        ),
+        f"{PROJECT}:serving.shadow.sample_pct",
+        "less than or equal to 100",
+    ),
+    "canary weights that fall": (
+        lambda c: c[f"{PROJECT}:serving"].update(canary={"steps": [{"weight": 50}, {"weight": 20}]}),
+        f"{PROJECT}:serving.canary",
+        "weights must rise step by step (got [50, 20])",
+    ),
+    "a canary step of 100 %": (
+        lambda c: c[f"{PROJECT}:serving"].update(canary={"steps": [{"weight": 100}]}),
+        f"{PROJECT}:serving.canary.steps.0.weight",
+        "less than or equal to 99",
+    ),
+    "a canary without Prometheus": (
+        lambda c: c[f"{PROJECT}:monitoring"].update(enabled=False),
+        f"{PROJECT}:(settings)",
+        "serving.canary: its analysis reads Prometheus",
+    ),
     "unknown key": (
         lambda c: c[f"{PROJECT}:serving"].update(replica=3),
         f"{PROJECT}:serving.replica",

@@ -104,6 +104,7 @@ LOOSE_GITHUB_TRUST = json.dumps(
     }
 )
 IS_SERVING = lambda p: p.get("metadata", {}).get("name") == "serving"  # noqa: E731
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"  # serving: a canary Rollout in every default stack
 IS_SPOT = lambda p: p.get("capacityType") == "SPOT" or p.get("nodeConfig", {}).get("spot") is True  # noqa: E731
 
 # rule -> (resource type, which default resource, path, a violating value, whether a missing value violates)
@@ -330,49 +331,49 @@ RESOURCE_CASES: dict[str, tuple[str, Callable[[dict[str, Any]], bool], str, Any,
         False,
     ),
     "kubernetes-apps-deployment-enable-resource-limits": (
-        "kubernetes:apps/v1:Deployment",
+        ROLLOUT,
         IS_SERVING,
         "spec.template.spec.containers.0.resources.limits",
         {},
         True,
     ),
     "kubernetes-apps-deployment-configure-non-root": (
-        "kubernetes:apps/v1:Deployment",
+        ROLLOUT,
         IS_SERVING,
         "spec.template.spec.containers.0.securityContext.runAsUser",
         0.0,
         False,
     ),
     "kubernetes-apps-deployment-enable-read-only-root": (
-        "kubernetes:apps/v1:Deployment",
+        ROLLOUT,
         IS_SERVING,
         "spec.template.spec.containers.0.securityContext.readOnlyRootFilesystem",
         False,
         True,
     ),
     "kubernetes-apps-deployment-disallow-privilege-escalation": (
-        "kubernetes:apps/v1:Deployment",
+        ROLLOUT,
         IS_SERVING,
         "spec.template.spec.containers.0.securityContext.allowPrivilegeEscalation",
         True,
         True,
     ),
     "kubernetes-apps-deployment-disallow-host-access": (
-        "kubernetes:apps/v1:Deployment",
+        ROLLOUT,
         IS_SERVING,
         "spec.template.spec.hostNetwork",
         True,
         False,
     ),
     "kubernetes-apps-deployment-enable-probes": (
-        "kubernetes:apps/v1:Deployment",
+        ROLLOUT,
         IS_SERVING,
         "spec.template.spec.containers.0.livenessProbe",
         None,
         True,
     ),
     "kubernetes-apps-deployment-disallow-latest-tag": (
-        "kubernetes:apps/v1:Deployment",
+        ROLLOUT,
         IS_SERVING,
         "spec.template.spec.containers.0.image",
         "ghcr.io/acme/serving:latest",
@@ -396,6 +397,13 @@ RESOURCE_CASES: dict[str, tuple[str, Callable[[dict[str, Any]], bool], str, Any,
         ("aws:budgets/budget:Budget", lambda p: True, "limitAmount", "999999.00", False)
         if "aws" in CLOUDS
         else ("gcp:billing/budget:Budget", lambda p: True, "amount.specifiedAmount.units", "999999", False)
+    ),
+    "kubernetes-argoproj-rollout-configure-bounded-first-step": (
+        ROLLOUT,
+        IS_SERVING,
+        "spec.strategy.canary.steps.0.setWeight",
+        100,
+        False,  # without it the next step's weight is the first, and the default's is within the bound
     ),
 }
 # Rules that forbid a resource type outright: any instance violates.
@@ -493,11 +501,11 @@ def more_node_pools(resources: list[PlannedResource]) -> list[PlannedResource]:
 
 
 def foreign_image(resources: list[PlannedResource]) -> list[PlannedResource]:
-    """The serving Deployments pull the same digest, but from a registry the stack does not own."""
+    """The serving Rollouts pull the same digest, but from a registry the stack does not own."""
     path = "spec.template.spec.containers.0.image"
 
     def moved(r: PlannedResource) -> PlannedResource:
-        if r.type != "kubernetes:apps/v1:Deployment" or r.inputs["metadata"]["name"] != "serving":
+        if r.type != ROLLOUT or r.inputs["metadata"]["name"] != "serving":
             return r
         digest = r.inputs["spec"]["template"]["spec"]["containers"][0]["image"].split("@", 1)[1]
         return PlannedResource(**{**r.__dict__, "inputs": set_path(r.inputs, path, f"ghcr.io/acme/serving@{digest}")})
@@ -505,7 +513,18 @@ def foreign_image(resources: list[PlannedResource]) -> list[PlannedResource]:
     return [moved(r) for r in resources]
 
 
+def rollout_changed(path: str, value: Any) -> Callable[[list[PlannedResource]], list[PlannedResource]]:
+    def change(resources: list[PlannedResource]) -> list[PlannedResource]:
+        return [
+            PlannedResource(**{**r.__dict__, "inputs": set_path(r.inputs, path, value)}) if r.type == ROLLOUT else r
+            for r in resources
+        ]
+
+    return change
+
+
 STACK_CASES: dict[str, Callable[[list[PlannedResource]], list[PlannedResource]]] = {
+    "kubernetes-argoproj-rollout-enable-canary-analysis": rollout_changed("spec.strategy.canary.analysis", DELETE),
     "aws-ecr-repository-configure-lifecycle": without("aws:ecr/lifecyclePolicy:LifecyclePolicy"),
     "kubernetes-apps-workload-disallow-foreign-registry": foreign_image,
     "aws-eks-cluster-enable-irsa": without("aws:iam/openIdConnectProvider:OpenIdConnectProvider"),
@@ -543,6 +562,15 @@ def test_stack_rule_compliant_and_violating(plans: dict[str, Plan], name: str) -
         return
     assert list(rule.stack_check(stack_resources(plan, lambda r: r), context)) == []
     assert list(rule.stack_check(stack_resources(plan, STACK_CASES[name]), context))
+
+
+def test_a_canary_needs_its_analysis_template_and_a_canary_at_all(plans: dict[str, Plan]) -> None:
+    rule = BY_NAME["kubernetes-argoproj-rollout-enable-canary-analysis"]
+    assert rule.stack_check is not None
+    missing = stack_resources(plans["prod"], without("kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"))
+    assert any("is no AnalysisTemplate of this stack" in m for _, m in rule.stack_check(missing, Context()))
+    blue_green = stack_resources(plans["prod"], rollout_changed("spec.strategy", {"blueGreen": {}}))
+    assert any("no canary strategy" in m for _, m in rule.stack_check(blue_green, Context()))
 
 
 def test_stack_rules_do_not_apply_to_an_empty_stack() -> None:

@@ -1,4 +1,5 @@
-"""Kubernetes rules: pod hardening, resources, probes, images, exposure, NetworkPolicies, disruption budgets."""
+"""Kubernetes rules: pod hardening, resources, probes, images, exposure, NetworkPolicies, disruption budgets,
+gated canaries (Argo Rollouts)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ from typing import Any
 
 from policies.infra.rules import Context, Props, Resource, Rule, Severity, as_list, dig
 
-WORKLOADS = (
+ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
+ANALYSIS_TEMPLATE = "kubernetes:argoproj.io/v1alpha1:AnalysisTemplate"
+LONG_RUNNING = (
     "kubernetes:apps/v1:Deployment",
     "kubernetes:apps/v1:StatefulSet",
     "kubernetes:apps/v1:DaemonSet",
-    "kubernetes:batch/v1:Job",
-    "kubernetes:batch/v1:CronJob",
+    ROLLOUT,  # an Argo Rollouts Rollout carries a pod template like a Deployment's
 )
-LONG_RUNNING = WORKLOADS[:3]
+WORKLOADS = (*LONG_RUNNING, "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob")
+MAX_FIRST_WEIGHT = 25
 ALLOW_LOAD_BALANCER = "mlops/allow-load-balancer"
 ECR_REPOSITORY = "aws:ecr/repository:Repository"
 ARTIFACT_REPOSITORY = "gcp:artifactregistry/repository:Repository"
@@ -168,6 +171,52 @@ def _namespace_policies(resources: list[Resource], ctx: Context) -> Iterable[tup
             yield urn, f"namespace {namespace} runs workloads but has no NetworkPolicy"
 
 
+def _canary(props: Props) -> dict[str, Any]:
+    return dig(props, "spec", "strategy", "canary") or {}
+
+
+def _analysis_names(canary: dict[str, Any]) -> list[str]:
+    """AnalysisTemplates a canary runs: in the background, or as steps."""
+    names = [str(t.get("templateName")) for t in as_list(dig(canary, "analysis", "templates"))]
+    for step in as_list(canary.get("steps")):
+        names += [str(t.get("templateName")) for t in as_list(dig(step, "analysis", "templates"))]
+    return names
+
+
+def _gated_rollout(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None, str]]:
+    templates = {
+        (dig(r.props, "metadata", "namespace") or "default", dig(r.props, "metadata", "name"))
+        for r in resources
+        if r.type == ANALYSIS_TEMPLATE
+    }
+    for resource in resources:
+        if resource.type != ROLLOUT:
+            continue
+        canary = _canary(resource.props)
+        if not canary:
+            yield resource.urn, "the Rollout has no canary strategy: a new version takes all traffic at once"
+            continue
+        names = _analysis_names(canary)
+        if not names:
+            yield resource.urn, "the canary runs no analysis: nothing stops a failing version from taking all traffic"
+        namespace = dig(resource.props, "metadata", "namespace") or "default"
+        for name in names:
+            if (namespace, name) not in templates:
+                yield (
+                    resource.urn,
+                    f"the canary's analysis {name!r} is no AnalysisTemplate of this stack in {namespace}",
+                )
+
+
+def _first_step(props: Props, ctx: Context) -> Iterable[str]:
+    limit = int(ctx.config.get("max_first_weight", MAX_FIRST_WEIGHT))
+    weights = [step.get("setWeight") for step in as_list(_canary(props).get("steps")) if "setWeight" in step]
+    if not weights:
+        yield "the canary has no setWeight step: the new version takes all traffic at once"
+    elif int(weights[0]) > limit:
+        yield f"the first canary step sends {weights[0]} % of traffic to the new version; at most {limit} %"
+
+
 RULES = [
     Rule(
         "kubernetes-apps-deployment-enable-resource-limits",
@@ -259,6 +308,24 @@ RULES = [
         "Use maxUnavailable: 1 (or a minAvailable below the replica count).",
         ("kubernetes:policy/v1:PodDisruptionBudget",),
         check=_disruption,
+    ),
+    Rule(
+        "kubernetes-argoproj-rollout-enable-canary-analysis",
+        "A canary without analysis is only a slower big-bang: nothing measures the new version before it "
+        "takes all traffic.",
+        Severity.HIGH,
+        "Give the Rollout a canary strategy whose analysis (background or steps) names an AnalysisTemplate "
+        "of the stack (infra/k8s/rollout.py does).",
+        stack_check=_gated_rollout,
+    ),
+    Rule(
+        "kubernetes-argoproj-rollout-configure-bounded-first-step",
+        "The first canary step is what a bad version reaches before any analysis has judged it.",
+        Severity.HIGH,
+        f"Start serving.canary.steps with a weight of at most {MAX_FIRST_WEIGHT} % (max_first_weight).",
+        (ROLLOUT,),
+        check=_first_step,
+        config_defaults={"max_first_weight": MAX_FIRST_WEIGHT},
     ),
     Rule(
         "kubernetes-networking-namespace-enable-network-policy",
