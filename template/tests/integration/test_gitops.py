@@ -28,6 +28,7 @@ from tests.gitops_world import (
     remote_state,
     serving,
 )
+from tests.prometheus import recorded_shadow
 
 pytestmark = pytest.mark.integration
 
@@ -38,12 +39,17 @@ def test_promotion_through_every_environment_then_rollback(
     person, ci, deploy = (world["clones"][w] for w in ("person", "ci", "deploy"))
     model, candidate = world["model"], world["versions"][1]
     for environment in ("dev", "staging", "prod"):
+        if environment == "prod":  # prod first scores the candidate as its shadow: the evidence its gate wants
+            shadow_then_refused_without_evidence(world, capsys, candidate)
         # the person opens the pull request
+        git(person, "checkout", "-q", "main")
+        git(person, "pull", "-q", "--ff-only", "origin", "main")
         request = ["promote", model, "--version", str(candidate), "--to", environment, "--no-pr"]
         assert in_clone(world, "person", *request) == 0
         branch = f"promote/{environment}/{model}-v{candidate}"
         changed = git(person, "diff", "--numstat", "origin/main", branch)
-        assert changed == f"1\t1\tstacks/Pulumi.{environment}.yaml"  # one line: the pin
+        lines = 2 if environment == "prod" else 1  # the pin (and in prod the shadow, which serves now)
+        assert changed == f"{lines}\t{lines}\tstacks/Pulumi.{environment}.yaml"
         assert pin(person, branch, environment) == str(candidate)
         assert "# set by `mlops promote" in git(person, "show", f"{branch}:stacks/Pulumi.{environment}.yaml")
         # CI gates it
@@ -51,12 +57,16 @@ def test_promotion_through_every_environment_then_rollback(
         git(ci, "checkout", "-q", "-B", "pr", f"origin/{branch}")
         report_file = tmp_path / f"gate-{environment}.md"
         capsys.readouterr()
-        assert (
-            in_clone(
-                world, "ci", "gate", "--env", environment, "--output", str(report_file), "--record", "--format", "json"
-            )
-            == 0
-        )
+        gate = ["gate", "--env", environment, "--output", str(report_file), "--record", "--format", "json"]
+        if environment == "prod":  # prod's Prometheus has seen the candidate agree on 98 % of 600 requests
+            with recorded_shadow(
+                tmp_path, "prod", registered_name("prod", model), 1, candidate, requests=600, agree=0.98
+            ) as url:
+                world["patch"].setenv("MLOPS_PROMETHEUS_PROD", url)
+                assert in_clone(world, "ci", *gate) == 0
+            world["patch"].delenv("MLOPS_PROMETHEUS_PROD")
+        else:
+            assert in_clone(world, "ci", *gate) == 0
         decision = json.loads(capsys.readouterr().out)
         assert decision["passed"] and decision["model"]["kind"] == "promotion"
         assert decision["model"]["before"] == 1 and decision["model"]["after"] == candidate
@@ -67,6 +77,10 @@ def test_promotion_through_every_environment_then_rollback(
         assert decision["cost"]["delta_usd"] == 0
         markdown = report_file.read_text()
         assert f"## Gate for `{environment}`: passed" in markdown and "(candidate)" in markdown
+        if environment == "prod":
+            assert decision["model"]["shadow"]["agreement"] == pytest.approx(0.98, abs=0.01)
+            assert f"Shadow evidence: v{candidate} beside v1" in markdown
+            assert "model policy: shadow_agreement" in names
         # merge (the PR is up to date: a fast-forward), then the deploy job syncs
         git(ci, "push", "-q", "origin", "HEAD:main")
         git(deploy, "pull", "-q", "--ff-only", "origin", "main")
@@ -105,6 +119,45 @@ def test_promotion_through_every_environment_then_rollback(
     assert trail[1]["author"] == "Pat Promoter" and trail[1]["until"] == trail[0]["date"]
     assert trail[1]["gate"]["passed"] == "true"  # recorded by the gate on the staging copy
     assert trail[0]["deployment"]["commit"] == git(deploy, "rev-parse", "HEAD")
+
+
+def shadow_then_refused_without_evidence(
+    world: dict[str, Any], capsys: pytest.CaptureFixture[str], candidate: int
+) -> None:
+    """`promote --shadow`: a one-line PR, gated like a promotion but for the evidence it is to gather, merged;
+    then the promotion's gate refuses while prod's Prometheus has no evidence of it."""
+    person, ci, model = world["clones"]["person"], world["clones"]["ci"], world["model"]
+    git(person, "checkout", "-q", "main")
+    git(person, "pull", "-q", "--ff-only", "origin", "main")
+    assert (
+        in_clone(world, "person", "promote", model, "--version", str(candidate), "--to", "prod", "--shadow", "--no-pr")
+        == 0
+    )
+    branch = f"shadow/prod/{model}-v{candidate}"
+    assert git(person, "diff", "--numstat", "origin/main", branch) == "1\t1\tstacks/Pulumi.prod.yaml"
+    shown = git(person, "show", f"{branch}:stacks/Pulumi.prod.yaml")
+    assert f"shadow: {{version: {candidate}, sample_pct: 10}}" in shown
+    assert "Mlops-Change: shadow" in git(person, "log", "-1", "--format=%B", branch)
+    git(ci, "fetch", "-q", "origin")
+    git(ci, "checkout", "-q", "-B", "pr", f"origin/{branch}")
+    capsys.readouterr()
+    assert in_clone(world, "ci", "gate", "--env", "prod", "--format", "json") == 0
+    decision = json.loads(capsys.readouterr().out)
+    assert decision["model"]["kind"] == "shadow" and decision["model"]["after"] == candidate
+    assert not any("shadow" in c["name"] for c in decision["checks"]), "no evidence asked of a shadow"
+    git(ci, "push", "-q", "origin", "HEAD:main")
+    # the promotion itself, before prod's Prometheus has seen anything of it
+    git(person, "pull", "-q", "--ff-only", "origin", "main")
+    assert in_clone(world, "person", "promote", model, "--version", str(candidate), "--to", "prod", "--no-pr") == 0
+    git(ci, "fetch", "-q", "origin")
+    git(ci, "checkout", "-q", "-B", "pr", f"origin/promote/prod/{model}-v{candidate}")
+    capsys.readouterr()
+    assert in_clone(world, "ci", "gate", "--env", "prod", "--format", "json") == 1
+    refused = {c["name"]: c for c in json.loads(capsys.readouterr().out)["checks"]}
+    assert not refused["model policy: shadow_evidence"]["passed"]
+    assert "has not scored prod's traffic beside version 1" in refused["model policy: shadow_evidence"]["detail"]
+    git(person, "branch", "-q", "-D", f"promote/prod/{model}-v{candidate}")
+    git(person, "push", "-q", "origin", "--delete", f"promote/prod/{model}-v{candidate}")
 
 
 def test_two_promotions_race_for_one_environment(world: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
@@ -188,7 +241,8 @@ def test_bad_requests_change_nothing(world: dict[str, Any], capsys: pytest.Captu
     capsys.readouterr()
     assert in_clone(world, "person", "gate", "--env", "prod", "--format", "json") == 1
     decision = json.loads(capsys.readouterr().out)
-    assert [c["name"] for c in decision["checks"] if not c["passed"]] == ["model policy: min_roc_auc"]
+    failed = {c["name"] for c in decision["checks"] if not c["passed"]}
+    assert failed == {"model policy: min_roc_auc", "model policy: shadow_evidence"}  # no shadow ran either
     git(person, "checkout", "-q", "main")
     git(person, "branch", "-q", "-D", "strict")
     assert git(person, "branch", "--list") == branches

@@ -238,6 +238,10 @@ def test_retrain_flows_to_serving(local_env: tuple[LocalEnvironment, UpSummary])
     assert summary.refused is None, summary.refused
     assert summary.trained_version is not None and summary.trained_version > 1
     assert summary.champions["prod"] == summary.served_version == summary.trained_version
+    prod = next(p for p in summary.promotions if p["environment"] == "prod")
+    shadow = {r["rule"]: r for r in prod["rules"] if r["rule"].startswith("shadow")}
+    # prod served a version: the new one was its shadow first, on replayed held-out rows
+    assert shadow["shadow_requests"]["passed"] and shadow["shadow_agreement"]["passed"], shadow
 
 
 def test_down_keeps_data_and_up_restores_it(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
