@@ -185,6 +185,28 @@ def rollback(
         console.print(f"next: deploy it: pulumi up -s {env}, then mlops sync --env {env}")
 
 
+def rollout_status(
+    env: Annotated[str, typer.Option("--env", "-e", help="Environment: local, dev, staging or prod.")],
+    timeout: Annotated[float, typer.Option("--timeout", min=1, max=21600, help="Seconds to wait.")] = 1800,
+    interval: Annotated[float, typer.Option("--interval", min=0.1, max=600, help="Seconds between reads.")] = 10,
+    kubectl: Annotated[str, typer.Option("--kubectl", help="The kubectl to run.")] = "kubectl",
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Wait for serving's canary rollout on each of ENV's clusters; exit 1 if its analysis aborted it."""
+    from pipelines.release.rollout import watch  # noqa: PLC0415
+
+    states = watch(repo_root(), env, timeout=timeout, interval=interval, kubectl=kubectl, progress=progress)
+    emit(
+        Report(
+            f"Rollout of serving in {env}: complete",
+            ["cluster", "phase", "steps"],
+            [[c, s.phase, s.steps] for c, s in states.items()],
+            data={c: s.__dict__ for c, s in states.items()},
+        ),
+        fmt,
+    )
+
+
 def report(
     env: EnvArg,
     ref: Annotated[str, typer.Option("--ref", help="History to read (default: HEAD).")] = "HEAD",
