@@ -25,6 +25,8 @@ SHADOW_MODEL_ALIAS       alias naming the candidate (the local environment: `sha
                          is no error, there is just nothing to shadow
 SHADOW_SAMPLE_PCT        share of successful requests the candidate also scores (default 10)
 SHADOW_QUEUE_SIZE        requests waiting for the candidate at most; more are dropped and counted
+SHADOW_CPU_SHARE         the share of one core the candidate's process may use (default 0.1): it rests
+                         after each batch in proportion, so it never eats the pod's CPU quota
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class ServingConfig(BaseModel):
     shadow_model_alias: str | None = Field(default=None, pattern=r"^[a-z][a-z0-9_-]*$")
     shadow_sample_pct: float = Field(default=10, gt=0, le=100)
     shadow_queue_size: int = Field(default=1000, ge=1, le=100_000)
+    shadow_cpu_share: float = Field(default=0.1, gt=0, le=1)
 
     @property
     def shadowing(self) -> bool:
@@ -107,6 +110,7 @@ class ServingConfig(BaseModel):
             "shadow_model_alias": "SHADOW_MODEL_ALIAS",
             "shadow_sample_pct": "SHADOW_SAMPLE_PCT",
             "shadow_queue_size": "SHADOW_QUEUE_SIZE",
+            "shadow_cpu_share": "SHADOW_CPU_SHARE",
         }
         raw = {field: env[var] for field, var in names.items() if env.get(var) not in (None, "")}
         try:

@@ -4,8 +4,9 @@ its metrics say how it did.
 The request path only offers a request: one random draw and, when it is sampled, a put into a bounded
 queue (when the queue is full the request is dropped and counted). The candidate runs in a process of
 its own (`python -m apps.serving.shadow_worker`), started by the serving worker, at the lowest CPU
-priority Linux has (SCHED_IDLE: it runs only on CPU time nothing else wants), so neither a slow nor a
-crashing candidate can take time or memory from the answers:
+priority Linux has (SCHED_IDLE: it runs only on CPU time nothing else wants) and within a CPU budget
+(`SHADOW_CPU_SHARE` of a core, default 10 %: the pod's CPU quota is serving's), so neither a slow nor
+a crashing candidate can take much time from the answers:
 - a sender thread takes up to `BATCH` requests off the queue and sends them over a socket, one batch in
   flight at a time; a slow candidate therefore fills the queue, and what does not fit is dropped;
 - the worker process scores them and sends back, per request, whether the predicted classes agree,
@@ -129,6 +130,9 @@ class ShadowScorer:
         """Called for every answered request (`champion`: the LoadedModel that answered): cheap, never raises."""
         if self.draw() * 100 >= self.sample_pct:
             return
+        child = self._child
+        if self.pinned_version is None and (child is None or not child.status.get("loaded")):
+            return  # following an alias that names nothing (yet): nothing to shadow, nothing to send
         try:
             self._queue.put_nowait(
                 Job(champion.model_version, champion.registry_version, rows, probabilities, predictions)

@@ -3,7 +3,8 @@
 
 It lowers its own CPU priority to SCHED_IDLE (or else nice 19) before anything else runs, dies with its
 parent, loads the candidate (`SPEC`: the candidate's serving settings, or a test's loader), then scores
-each batch it is sent on the socket FD and sends back one outcome per request. Every half second it
+each batch it is sent on the socket FD and sends back one outcome per request, resting after each
+batch so that it uses at most `cpu_share` of a core. Every half second it
 also sends what it holds (version, loaded, last error) when that changed.
 """
 
@@ -46,6 +47,13 @@ def deprioritise() -> str:
 def die_with_parent() -> None:
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def rest(busy: float, share: float) -> None:
+    """After `busy` CPU seconds, wait so that the process uses at most `share` of a core (a pod's CPU
+    quota is shared with serving: idle priority alone would not keep the candidate from spending it)."""
+    if 0 < share < 1 and busy > 0:
+        time.sleep(min(busy * (1 / share - 1), 10.0))
 
 
 def holder_of(spec: dict[str, Any]) -> Any:
@@ -92,11 +100,14 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=report_status, name="shadow-status", daemon=True).start()
     from apps.serving.shadow import Outcome, score  # noqa: PLC0415
 
+    spec = json.loads(argv[2])
+    share = float(spec.get("cpu_share", 1.0))
     while True:
         try:
             _, batch = connection.recv()
         except (EOFError, OSError):
             return 0  # the serving worker is gone
+        started = time.process_time()
         candidate = holder.model
         pinned = getattr(getattr(holder, "config", None), "model_version", None)
         label = str(candidate.model_version) if candidate is not None else str(pinned or "none")
@@ -110,6 +121,7 @@ def main(argv: list[str]) -> int:
                 outcomes.append(score(candidate, label, job))
         with sending:
             connection.send(("scored", outcomes))
+        rest(time.process_time() - started, share)
 
 
 if __name__ == "__main__":

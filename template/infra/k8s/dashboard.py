@@ -132,6 +132,48 @@ def dashboard(ns: str, monitoring: MonitoringSettings) -> dict[str, Any]:
             [(f"max by (feature) (model_input_feature_stddev{sel})", "<feature>")],
             (16, 32, 8, 10),
         ),
+        _panel(
+            "Shadow: agreement with the served version",
+            "timeseries",
+            [
+                (
+                    f"sum by ({version}, shadow_version) "
+                    f'(rate(model_shadow_rows_total{sel[:-1]},agreement="agree"}}[5m]))'
+                    f" / sum by ({version}, shadow_version) (rate(model_shadow_rows_total{sel}[5m]))",
+                    "v<shadow_version> beside v<model_version>",
+                )
+            ],
+            (0, 42, 8, 8),
+            fieldConfig={"defaults": {"unit": "percentunit", "max": 1}},
+        ),
+        _panel(
+            "Shadow: requests scored, dropped, failed",
+            "timeseries",
+            [
+                (
+                    f"sum by (shadow_version, outcome) (rate(model_shadow_requests_total{sel}[5m]))",
+                    "v<shadow_version> <outcome>",
+                )
+            ],
+            (8, 42, 8, 8),
+        ),
+        _panel(
+            "Shadow: the candidate's p95 time and score difference",
+            "timeseries",
+            [
+                (
+                    "histogram_quantile(0.95, sum by (le, shadow_version) "
+                    f"(rate(model_shadow_duration_seconds_bucket{sel}[5m])))",
+                    "p95 seconds v<shadow_version>",
+                ),
+                (
+                    "histogram_quantile(0.5, sum by (le, shadow_version) "
+                    f"(rate(model_shadow_score_difference_bucket{sel}[5m])))",
+                    "median score difference v<shadow_version>",
+                ),
+            ],
+            (16, 42, 8, 8),
+        ),
     ]
     for number, panel in enumerate(panels, start=1):
         panel["id"] = number

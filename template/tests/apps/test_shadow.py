@@ -84,7 +84,10 @@ def _scorer(made: list[ShadowScorer], environment: str, loader: str, *args: Any,
         return Metrics.get().bound(MODEL, version, environment)
 
     spec = {"loader": f"tests.apps.test_shadow:{loader}", "args": list(args)}
-    scorer = ShadowScorer(spec, metrics_of, pinned_version=None, **{"sample_pct": 100, "queue_size": 100, **options})
+    # The candidates are pinned versions (an alias that names nothing would have nothing sent).
+    pinned = 2 if loader == "weak_candidate" else int(args[1])
+    options = {"sample_pct": 100, "queue_size": 100, **options}
+    scorer = ShadowScorer(spec, metrics_of, pinned_version=pinned, **options)
     made.append(scorer)
     scorer.start()
     return scorer
@@ -173,7 +176,7 @@ def test_the_queue_bound_holds_and_the_rest_is_dropped_and_counted(
         flag.touch()
     _drain(scorer)
     value = _reader("shadow-bound")
-    dropped = value("model_shadow_requests_total", outcome="dropped", shadow_version="none")
+    dropped = value("model_shadow_requests_total", outcome="dropped", shadow_version="3")
     scored = value("model_shadow_requests_total", outcome="scored", shadow_version="3")
     # At most one batch in flight and ten queued; every other one dropped, and nothing lost uncounted.
     assert scored + dropped == offers
@@ -220,3 +223,46 @@ def test_the_shadow_is_never_the_served_version() -> None:
         ServingConfig.from_env({**base, "MODEL_VERSION": "2", "SHADOW_MODEL_VERSION": "2"})
     with pytest.raises(ValueError, match="SHADOW_SAMPLE_PCT"):
         ServingConfig.from_env({**base, "SHADOW_SAMPLE_PCT": "0"})
+
+
+def test_an_alias_that_names_nothing_sends_nothing(champion: Any, scorers: list[ShadowScorer]) -> None:
+    model, rows = champion
+    scorer = ShadowScorer(
+        {"loader": "tests.apps.test_shadow:nothing_held"},
+        lambda version: Metrics.get().bound(MODEL, version, "shadow-none"),
+        pinned_version=None,
+        sample_pct=100,
+        queue_size=10,
+    )
+    scorers.append(scorer)
+    scorer.start()
+    deadline = time.monotonic() + 30
+    while scorer.describe()["pid"] is None or scorer.describe()["last_error"] is None:
+        assert time.monotonic() < deadline, scorer.describe()
+        time.sleep(0.05)
+    for _ in range(50):
+        scorer.offer(model, rows[:1], *_answer(model, rows[:1]))
+    assert scorer.pending == 0 and scorer.idle
+    value = _reader("shadow-none")
+    assert value("model_shadow_requests_total", outcome="dropped", shadow_version="none") == 0
+
+
+class Nothing:
+    model = None
+    last_error = "prod.diagnosis has no alias shadow yet"
+    config = None
+
+
+def nothing_held() -> Nothing:
+    return Nothing()
+
+
+def test_the_candidate_rests_in_proportion_to_its_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    from apps.serving import shadow_worker
+
+    slept: list[float] = []
+    monkeypatch.setattr(shadow_worker.time, "sleep", slept.append)
+    shadow_worker.rest(0.02, 0.1)  # 20 ms of CPU at a 10 % share: 180 ms of rest
+    shadow_worker.rest(0.02, 1.0)  # a whole core: no rest
+    shadow_worker.rest(100.0, 0.1)  # never more than 10 s at once
+    assert slept == [pytest.approx(0.18), 10.0]
