@@ -68,6 +68,12 @@ class Proc:
         # Between fork and exec a child still shows its parent's command line (seen once, under load).
         return _same_command(found[1], self.command) or found[1] == _own_command()
 
+    def same_process(self) -> bool:
+        """The recorded pid is still the process that was started (its start time), whatever it shows as
+        its command line: between fork and exec, or during exec, that is its parent's or empty."""
+        found = process_identity(self.pid)
+        return found is not None and found[0] == self.started and pid_alive(self.pid)
+
     def members(self) -> list[int]:
         """Every live process this server's spawn started (the server included), found by its token."""
         if not self.token:
@@ -215,7 +221,7 @@ def wait_http(proc: Proc, path: str, timeout: float, ok: Sequence[int] = (200,))
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
-        if not proc.alive():
+        if not proc.same_process():  # not alive(): a server just started may not show its command line yet
             raise EnvironmentProblem(
                 f"{proc.name} exited while starting", hint=f"see its log: {proc.log}\n{tail(proc.log)}"
             )
@@ -239,6 +245,12 @@ def stop(proc: Proc, grace: float = 10) -> bool:
     (so a pid reused meanwhile is never hit). True if anything was running."""
     _reap(proc.pid)
     members = proc.members()
+    # A server stopped right after its fork may not carry its token in what the kernel shows yet (its
+    # environment is still its parent's until exec): its start time says it is the one started.
+    early = proc.pid not in members and proc.same_process()
+    if early:
+        _signal_started(proc.pid, proc.started, signal.SIGTERM)
+        members = [proc.pid, *members]
     if not members:
         return False
     for pid in members:
@@ -246,7 +258,7 @@ def stop(proc: Proc, grace: float = 10) -> bool:
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
         _reap(proc.pid)
-        if not proc.members():
+        if not proc.members() and not (early and proc.same_process()):
             break
         time.sleep(0.1)
     deadline = time.monotonic() + 10
@@ -255,9 +267,28 @@ def stop(proc: Proc, grace: float = 10) -> bool:
             _signal(pid, proc.token, signal.SIGKILL)
         time.sleep(0.1)
         _reap(proc.pid)
+    if early and proc.same_process():
+        _signal_started(proc.pid, proc.started, signal.SIGKILL)
+        _reap(proc.pid)
     if left:
         raise EnvironmentProblem(f"{proc.name}: processes {left} survived SIGKILL", hint="check `ps -o pid,stat,cmd`")
     return True
+
+
+def _signal_started(pid: int, started: int, signum: int) -> None:
+    """Signal `pid` through a pidfd if, once the pidfd is open, it is still the process started at `started`."""
+    try:
+        handle = os.pidfd_open(pid)
+    except OSError:
+        return
+    try:
+        found = process_identity(pid)
+        if found is not None and found[0] == started:
+            signal.pidfd_send_signal(handle, signum)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def _signal(pid: int, token: str, signum: int) -> None:

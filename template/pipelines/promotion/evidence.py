@@ -109,8 +109,12 @@ def from_prometheus(
     url: str, environment: str, model_name: str, champion: int, candidate: int, *, window_hours: int
 ) -> ShadowEvidence:
     """The pair's evidence over the last `window_hours` in the environment's Prometheus."""
+    # Braces by concatenation: PromQL's next to an f-string's are hard to read.
     selector = (
-        f'environment="{environment}",model_name="{model_name}",model_version="{champion}",shadow_version="{candidate}"'
+        "{"
+        + f'environment="{environment}",model_name="{model_name}",'
+        + f'model_version="{champion}",shadow_version="{candidate}"'
+        + "}"
     )
     window = f"[{window_hours}h]"
 
@@ -130,9 +134,9 @@ def from_prometheus(
                 found[item["metric"].get(label, "")] = value
         return found
 
-    outcomes = vector(f"sum by (outcome) (increase({REQUESTS}{{{selector}}}{window}))", "outcome")
-    rows = vector(f"sum by (agreement) (increase({ROWS}{{{selector}}}{window}))", "agreement")
-    buckets = vector(f"sum by (le) (increase({DURATION}{{{selector}}}{window}))", "le")
+    outcomes = vector(f"sum by (outcome) (increase({REQUESTS}{selector}{window}))", "outcome")
+    rows = vector(f"sum by (agreement) (increase({ROWS}{selector}{window}))", "agreement")
+    buckets = vector(f"sum by (le) (increase({DURATION}{selector}{window}))", "le")
     pairs = [(float(le), count) for le, count in buckets.items()]
     return _evidence(champion, candidate, outcomes=outcomes, rows=rows, buckets=pairs, source=url)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -121,3 +122,33 @@ def _ppid(path: Path) -> int | None:
         return int((path / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def test_a_server_stopped_before_it_shows_its_command_is_still_stopped(tmp_path: Path) -> None:
+    """Between fork and exec a child shows its parent's command line and environment (no token yet):
+    it is still recognised by its start time, waited for and stopped, never left running."""
+    from pipelines.common.procs import Proc, pid_alive, process_identity, stop
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+    try:
+        started = process_identity(child.pid)
+        assert started is not None
+        # A record as `spawn` makes it, but with a command line and token the process does not show.
+        proc = Proc(
+            name="early",
+            pid=child.pid,
+            port=0,
+            log=str(tmp_path / "log"),
+            url="",
+            started=started[0],
+            command=("something", "else"),
+            token="not-in-its-environment",
+        )
+        assert not proc.alive() and proc.same_process()
+        assert stop(proc, grace=5) is True
+        child.wait(timeout=10)
+        assert not pid_alive(child.pid)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
