@@ -85,16 +85,11 @@ def _materialised(arguments: list[str], environment: str, pulumi: str) -> Iterat
         yield arguments
         return
     cloud = arguments[1].removeprefix("@pulumi:")
-    result = subprocess.run(
+    output = _json_of(
         [pulumi, "stack", "output", cloud, "--json", "--show-secrets", "--stack", environment],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+        f"`pulumi stack output {cloud}` for {environment}",
     )
-    if result.returncode != 0:
-        raise EnvironmentProblem(f"`pulumi stack output {cloud}` failed for {environment}: {result.stderr.strip()}")
-    kubeconfig = (json.loads(result.stdout) or {}).get("kubeconfig")
+    kubeconfig = (output or {}).get("kubeconfig")
     if not kubeconfig:
         raise EnvironmentProblem(f"the {environment} stack has no {cloud}.kubeconfig output yet: run `pulumi up` first")
     with tempfile.TemporaryDirectory(prefix="mlops-kube-") as tmp:
@@ -102,6 +97,17 @@ def _materialised(arguments: list[str], environment: str, pulumi: str) -> Iterat
         path.write_text(kubeconfig if isinstance(kubeconfig, str) else json.dumps(kubeconfig))
         path.chmod(0o600)
         yield ["--kubeconfig", str(path), *arguments[2:]]
+
+
+def _json_of(command: list[str], what: str) -> Any:
+    """What `command` prints, as JSON; EnvironmentProblem naming `what` when it fails."""
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise EnvironmentProblem(f"{what} failed: {result.stderr.strip()}")
+    try:
+        return json.loads(result.stdout)
+    except ValueError:
+        raise EnvironmentProblem(f"{what} printed no JSON: {result.stdout[:200]!r}") from None
 
 
 def watch(
@@ -142,16 +148,12 @@ def _follow(  # noqa: PLR0917 -- one cluster's loop
     deadline = time.monotonic() + timeout
     last = ""
     while True:
-        result = subprocess.run(
-            [*kubectl, "get", "rollout", SERVING, "--namespace", namespace, "--output", "json"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        state = state_of(
+            _json_of(
+                [*kubectl, "get", "rollout", SERVING, "--namespace", namespace, "--output", "json"],
+                f"{cluster}: `kubectl get rollout {SERVING}`",
+            )
         )
-        if result.returncode != 0:
-            raise EnvironmentProblem(f"{cluster}: `kubectl get rollout {SERVING}` failed: {result.stderr.strip()}")
-        state = state_of(json.loads(result.stdout))
         if state.describe() != last:
             progress(f"{cluster}: {state.describe()}")
             last = state.describe()
