@@ -7,6 +7,7 @@ and says how to install it, never skips.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -35,15 +36,20 @@ def prometheus_binary() -> Path:
     if shutil.which("apt-get") and shutil.which("dpkg"):
         TOOLS.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=TOOLS) as tmp:
-            got = subprocess.run(
-                ["apt-get", "download", "prometheus"], cwd=tmp, capture_output=True, text=True, timeout=300, check=False
-            )
-            debs = list(Path(tmp).glob("prometheus_*.deb"))
-            if got.returncode == 0 and debs:
+            debs = _download(Path(tmp))
+            if not debs and os.geteuid() == 0:  # no package lists yet (a fresh machine): as root, fetch them
+                subprocess.run(["apt-get", "update", "-qq"], capture_output=True, timeout=600, check=False)
+                debs = _download(Path(tmp))
+            if debs:
                 subprocess.run(["dpkg", "-x", str(debs[0]), str(TOOLS)], check=True, timeout=120)
     if UNPACKED.is_file():
         return UNPACKED
     raise AssertionError(f"no prometheus binary: {HINT}")
+
+
+def _download(directory: Path) -> list[Path]:
+    subprocess.run(["apt-get", "download", "prometheus"], cwd=directory, capture_output=True, timeout=300, check=False)
+    return list(directory.glob("prometheus_*.deb"))
 
 
 @contextmanager
