@@ -164,7 +164,8 @@ def promote(
         serving = champion(candidate_client, candidate_name) if source_env else None
         if candidate is None:
             raise _not_in_source(model, model_version, source_env, candidate_name, serving)
-        served = _served(target_uri, target_name)
+        with guarded(f"reading what {environment} serves", target_uri):
+            served = _served(target_uri, target_name)
         if shadow:
             _require_something_to_shadow(environment, served, model_version)
         seen = None

@@ -17,8 +17,12 @@ from tests.infra.crds import validate_custom
 from tests.planning import PROJECT, containers, key, stack_images
 
 KUBERNETES_VERSION = "1.33.0"
-ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
-WORKLOADS = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
+WORKLOADS = (
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:apps/v1:StatefulSet",
+    "kubernetes:batch/v1:Job",
+    "kubernetes:argoproj.io/v1alpha1:Rollout",
+)
 
 
 def app_objects(stack: str) -> list[Obj]:
@@ -106,7 +110,7 @@ def test_pinned_model_version_reaches_every_serving_deployment(plan_with: Any) -
         config[key("serving")]["model"]["version"] = 7
 
     plan = plan_with("prod", pin)
-    deployments = [d for d in plan.of_type(ROLLOUT) if d.inputs["metadata"]["name"] == apps.SERVING]
+    deployments = [d for d in plan.of_type(WORKLOADS[-1]) if d.inputs["metadata"]["name"] == apps.SERVING]
     assert len(deployments) == max(1, len(plan.clouds))
     for deployment in deployments:
         env = {e["name"]: e.get("value") for e in containers(deployment)[0]["env"]}

@@ -9,10 +9,13 @@ import httpx
 import pytest
 
 from core.registry import SHADOW, by_alias, client_for, registered_name
+from infra.k8s import dashboard
+from infra.settings import MonitoringSettings
 from pipelines.cli import main
 from pipelines.local.environment import LocalEnvironment, UpSummary
 from pipelines.promotion.evidence import from_serving
 from pipelines.promotion.registries import PromotionRefused, promote
+from tests.infra.test_monitoring_objects import referenced
 
 pytestmark = pytest.mark.integration
 
@@ -56,6 +59,11 @@ def test_shadow_traffic_then_the_gate_decides_from_the_evidence(
     assert seen.requests >= 700 and seen.dropped == 0 and seen.failed == 0
     assert seen.agreement is not None and seen.agreement > 0.9, "two fits of one model mostly agree"
     assert sent["shadow"]["requests"] == seen.requests
+    # What the dashboard's shadow panels query, a real server with a shadow exports.
+    text = httpx.get(f"{serving.url}/metrics", timeout=10).text
+    panels = dashboard.dashboard("ns", MonitoringSettings())["panels"]
+    used = {n for p in panels for t in p["targets"] for n in referenced(t["expr"]) if n.startswith("model_shadow_")}
+    assert len(used) == 4 and all(f"\n{name}{{" in text for name in used), used
 
     result = promote(env.model, candidate, "prod", registries, evidence=reader)
     rules = {r.rule: r for r in result.verdict.rules}
