@@ -84,7 +84,8 @@ def main(argv: list[str]) -> int:
     die_with_parent()
     parent = os.getppid()
     connection = Connection(int(argv[1]))
-    holder = holder_of(json.loads(argv[2]))
+    spec = json.loads(argv[2])
+    holder = holder_of(spec)
     sending = threading.Lock()
 
     def report_status() -> None:
@@ -100,7 +101,6 @@ def main(argv: list[str]) -> int:
     threading.Thread(target=report_status, name="shadow-status", daemon=True).start()
     from apps.serving.shadow import Outcome, score  # noqa: PLC0415
 
-    spec = json.loads(argv[2])
     share = float(spec.get("cpu_share", 1.0))
     while True:
         try:

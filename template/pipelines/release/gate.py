@@ -269,12 +269,9 @@ def _shadow_evidence(  # noqa: PLR0917 -- the pair, where, and how far back
 
     serving_url = None
     if environment == "prod" and not os.environ.get("MLOPS_REGISTRY_PROD"):
-        from infra.config import load_stack  # noqa: PLC0415
-        from pipelines.local.environment import LocalEnvironment  # noqa: PLC0415
+        from pipelines.release.promote import local_environment  # noqa: PLC0415
 
-        home = os.environ.get("MLOPS_LOCAL_HOME")
-        local = LocalEnvironment(root, load_stack(root, "local").serving.model.name, home=Path(home) if home else None)
-        serving = local.running().get("serving")
+        serving = local_environment(root).running().get("serving")
         serving_url = serving.url if serving is not None else None
     name = registered_name(environment, model)
     return shadow_evidence(environment, name, champion, candidate, window_hours, serving_url=serving_url)

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from core.errors import BadInput
 from infra.config import load_stack, project_name
@@ -48,10 +48,7 @@ def configured_registries(root: Path) -> Registries:
             raise BadInput(f"registries are configured by environment variables, but {', '.join(missing)} is not set")
         artifacts = {e: os.environ.get(f"MLOPS_ARTIFACTS_{e.upper()}") or None for e in envs}
         return Registries(tracking_uris=uris, artifact_locations=artifacts)
-    from pipelines.local.environment import LocalEnvironment  # noqa: PLC0415
-
-    home = os.environ.get("MLOPS_LOCAL_HOME")
-    local = LocalEnvironment(root, load_stack(root, "local").serving.model.name, home=Path(home) if home else None)
+    local = local_environment(root)
     if "tracking" not in local.running():
         raise BadInput(
             "no model registry configured",
@@ -59,6 +56,14 @@ def configured_registries(root: Path) -> Registries:
             "or start the local environment with `mlops local up`",
         )
     return local.registries()
+
+
+def local_environment(root: Path) -> Any:
+    """This checkout's local environment (`mlops local up`), in `MLOPS_LOCAL_HOME` when that is set."""
+    from pipelines.local.environment import LocalEnvironment  # noqa: PLC0415
+
+    home = os.environ.get("MLOPS_LOCAL_HOME")
+    return LocalEnvironment(root, load_stack(root, "local").serving.model.name, home=Path(home) if home else None)
 
 
 def model_and_order(
