@@ -9,11 +9,13 @@ import typer
 
 from core.errors import BadInput
 from pipelines.common.options import FormatOption, repo_root
-from pipelines.common.output import OutputFormat, Report, console, emit
+from infra.naming import IMAGES
+from pipelines.common.output import OutputFormat, Report, console, emit, progress
+from pipelines.images.builds import Base
 
 app = typer.Typer(help="The apps' container images: what each environment runs, where builds go, pinning a build.")
 
-EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment: dev, staging or prod.")]
+EnvOption = Annotated[str, typer.Option("--env", "-e", help="Environment: dev, staging, prod (or local).")]
 
 
 @app.command("status")
@@ -86,6 +88,10 @@ def pin_command(
     base: Annotated[str, typer.Option("--base", help="The branch that holds the desired state.")] = "main",
     no_push: Annotated[bool, typer.Option("--no-push", help="Commit on a local branch only.")] = False,
     no_pr: Annotated[bool, typer.Option("--no-pr", help="Push the branch but do not open the pull request.")] = False,
+    registry: Annotated[
+        str | None,
+        typer.Option("--registry", help="local stack only: the registry its cluster pulls from (<host>/<path>)."),
+    ] = None,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Open a pull request that pins the built digests in stacks/Pulumi.<ENV>.yaml."""
@@ -102,6 +108,7 @@ def pin_command(
         base=base,
         push_branch=not no_push,
         open_pr=not no_pr,
+        registry=registry,
     )
     if fmt is OutputFormat.JSON:
         emit(Report("images pin", [], data=result.__dict__), fmt)
@@ -116,3 +123,48 @@ def pin_command(
         console.print(f"Pull request: {result.pull_request}")
     for step in result.next_steps:
         console.print(f"next: {step}")
+
+
+@app.command("build")
+def build_command(
+    image: Annotated[
+        list[str] | None, typer.Option("--image", "-i", help="Images to build (default: every one).")
+    ] = None,
+    base: Annotated[
+        Base, typer.Option("--base", help="auto: the public bases if they can be pulled, else locally made ones.")
+    ] = Base.AUTO,
+    push: Annotated[
+        str | None,
+        typer.Option("--push", help="Push each image to <registry>/<path>/<image> and report the registry's digest."),
+    ] = None,
+    fmt: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Build the apps' images with podman (tagged localhost/<project>/<image>:<commit>)."""
+    from pipelines.images.builds import build_all  # noqa: PLC0415
+
+    root = repo_root()
+    built = build_all(root, image or IMAGES, base=base, push_to=push, progress=progress)
+    rows = [
+        [b.image, "local" if b.base.startswith("localhost/") else b.base, f"{b.size_bytes / 1e6:,.0f}",
+         f"{b.seconds:.0f}", (b.digest or "-")[:19]]
+        for b in built
+    ]  # fmt: skip
+    footer = "\n".join(f"{b.image}: {b.pushed_as or b.tag}" for b in built)
+    if push and len(built) == len(IMAGES):
+        from pipelines.common.git import Git  # noqa: PLC0415
+
+        digests = " ".join(f"--{b.image} {b.digest}" for b in built)
+        footer += (
+            f"\nnext: mlops images pin --env local --registry {push} {digests} "
+            f"--commit {Git(root).commit_of('HEAD')}"
+        )
+    emit(
+        Report(
+            "Images",
+            ["image", "base", "size MB", "build s", "registry digest"],
+            rows,
+            data=[b.__dict__ for b in built],
+            footer=footer,
+        ),
+        fmt,
+    )

@@ -16,9 +16,9 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from core.errors import BadInput
-from infra.config import project_name
+from infra.config import load_stack, project_name
 from infra.naming import IMAGES
-from infra.settings import PROMOTION_ORDER, ImagePin
+from infra.settings import PROMOTION_ORDER, Environment, ImagePin
 from pipelines.common.git import TRAILER_ENV, TRAILER_KIND, Git, commit_branch, undone_if_interrupted
 from pipelines.config.stackfiles import stack_path, validate_stack_text
 from pipelines.images.contexts import context_id
@@ -108,10 +108,13 @@ def request_pin(
     base: str = "main",
     push_branch: bool = True,
     open_pr: bool = True,
+    registry: str | None = None,
 ) -> PinRequest:
     """Commit the new digests to `stacks/Pulumi.<env>.yaml` on a branch from the remote's base, push it
-    and open a pull request. Outside dev, the build must be of what the previous environment runs."""
-    _validate_pin_input(root, environment, digests, source_commit)
+    and open a pull request. Outside dev, the build must be of what the previous environment runs.
+    The local stack's cluster pulls from a registry of the user's own (`registry`, `<host>/<path>`): its
+    pins are full references `<registry>/<image>@<digest>`."""
+    _validate_pin_input(root, environment, digests, source_commit, registry)
     git = Git(root)
     base_ref = git.start_change(remote, base)
     if not git.ok("cat-file", "-e", source_commit + "^{commit}"):
@@ -124,10 +127,11 @@ def request_pin(
         raise BadInput(f"{base_ref} has no {path}: the {environment} environment does not exist there yet")
     project = project_name(root)
     previous = pins_in(text, project, f"{path} at {base_ref}")
-    if all(previous[i] is not None and previous[i].digest == digests[i] for i in IMAGES):  # type: ignore[union-attr]
+    pins = {image: _pin(image, digests[image], source_commit, registry) for image in IMAGES}
+    if all(previous[i] is not None and _source(previous[i]) == _source(pins[i]) for i in IMAGES):
         raise BadInput(f"{environment} already pins these digests on {base_ref}: nothing to change")
-    _require_in_order(git, base_ref, environment, source_commit)
-    pins = {image: ImagePin(digest=digests[image], commit=source_commit) for image in IMAGES}
+    if registry is None:
+        _require_in_order(git, base_ref, environment, source_commit)
     new_text = set_images(text, project, path, pins)
     validate_stack_text(root, environment, new_text)
     branch = f"images/{environment}/{source_commit[:12]}"
@@ -138,7 +142,7 @@ def request_pin(
         [f"{TRAILER_KIND}: images", f"{TRAILER_ENV}: {environment}", f"{TRAILER_COMMIT}: {source_commit}"]
         + [f"{trailer_of(image)}: {digests[image]}" for image in IMAGES]
     )
-    before = ", ".join(f"{i} {p.digest[:19] if p and p.digest else 'nothing'}" for i, p in previous.items())
+    before = ", ".join(f"{i} {(_source(p) or 'nothing')[-71:][:19]}" for i, p in previous.items())
     body = f"{environment} pinned {before}.\n\n{trailers}"
     with undone_if_interrupted(git, branch, remote):
         commit = commit_branch(
@@ -154,7 +158,7 @@ def request_pin(
             environment,
             dict(digests),
             source_commit,
-            {i: (p.digest if p else None) for i, p in previous.items()},
+            {i: _source(p) for i, p in previous.items()},
             branch,
             commit,
             pushed=push_branch,
@@ -168,13 +172,36 @@ def request_pin(
     return request
 
 
-def _validate_pin_input(root: Path, environment: str, digests: dict[str, str], source_commit: str) -> None:
+def _pin(image: str, digest: str, commit: str, registry: str | None) -> ImagePin:
+    if registry is None:
+        return ImagePin(digest=digest, commit=commit)
+    return ImagePin(reference=f"{registry}/{image}@{digest}", commit=commit)
+
+
+def _source(pin: ImagePin | None) -> str | None:
+    return None if pin is None else pin.digest or pin.reference
+
+
+def _validate_pin_input(
+    root: Path, environment: str, digests: dict[str, str], source_commit: str, registry: str | None
+) -> None:
+    from pipelines.images.builds import REGISTRY_PATH  # noqa: PLC0415
+
     known = [e.value for e in PROMOTION_ORDER]
-    if environment not in known:
-        raise BadInput(
-            f"--env must be one of {', '.join(known)} (got {environment!r}); the local stack is edited by hand"
-        )
-    cloud_settings(root, environment)
+    if environment == Environment.LOCAL.value:
+        if registry is None:
+            raise BadInput(
+                "--registry is required for the local stack: the registry its cluster pulls from (<host>/<path>)"
+            )
+        if not REGISTRY_PATH.match(registry):
+            raise BadInput(f"--registry must be <registry host[:port]>/<path> (got {registry!r})")
+        load_stack(root, environment)
+    elif environment not in known:
+        raise BadInput(f"--env must be one of {', '.join([*known, Environment.LOCAL.value])} (got {environment!r})")
+    elif registry is not None:
+        raise BadInput(f"--registry is for the local stack only: {environment} pulls from its own registries")
+    else:
+        cloud_settings(root, environment)
     for image in IMAGES:
         if not DIGEST.match(digests.get(image) or ""):
             raise BadInput(f"--{image} must be a digest sha256:<64 hex> (got {digests.get(image)!r})")

@@ -45,10 +45,17 @@ def up(
     tracking_port: Annotated[int, PortOption] = 0,
     serving_port: Annotated[int, PortOption] = 0,
     wait: WaitOption = 0,
+    containers: Annotated[
+        bool,
+        typer.Option(
+            "--containers", help="Run MLflow and BentoML from the apps' images (podman; built first, cached)."
+        ),
+    ] = False,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Start (or reuse) the object store, MLflow and BentoML; train and promote when needed; smoke-test."""
     env = environment()
+    env.containers = containers
     summary = env.up(train=train, ports=Ports(object_store_port, tracking_port, serving_port), wait=wait)
     render_summary(summary, fmt)
     if summary.refused:
@@ -59,9 +66,10 @@ def up(
 
 def render_summary(summary: UpSummary, fmt: OutputFormat) -> None:
     services = [
-        [name, proc.url, proc.pid, "reused" if name in summary.reused else "started"]
+        [name, proc.url, proc.pid, ("reused" if name in summary.reused else "started")
+         + (f" from {summary.images[name]}" if name in summary.images else "")]
         for name, proc in summary.services.items()
-    ]
+    ]  # fmt: skip
     gates = [
         [
             p["environment"],
@@ -76,6 +84,7 @@ def render_summary(summary: UpSummary, fmt: OutputFormat) -> None:
             n: {"url": p.url, "pid": p.pid, "log": p.log, "reused": n in summary.reused}
             for n, p in summary.services.items()
         },
+        "images": summary.images,
         "trained_version": summary.trained_version,
         "champions": summary.champions,
         "gates": summary.promotions,

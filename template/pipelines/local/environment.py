@@ -36,6 +36,7 @@ from pipelines.common.procs import (
     wait_http,
 )
 from pipelines.local import objectstore
+from pipelines.local.containers import ContainerStarters
 from pipelines.local.servers import BUCKET_PREFIX, ServerStarters
 from pipelines.local.shadowing import ShadowSteps
 from policies.models import POLICY_DIR
@@ -63,9 +64,10 @@ class UpSummary:
     seconds: float = 0.0
     logs: str = ""
     refused: str | None = None
+    images: dict[str, str] = field(default_factory=dict)  # app -> image it runs from (`--containers`)
 
 
-class LocalEnvironment(ServerStarters, ShadowSteps):
+class LocalEnvironment(ServerStarters, ContainerStarters, ShadowSteps):
     def __init__(
         self,
         root: Path,
@@ -73,8 +75,12 @@ class LocalEnvironment(ServerStarters, ShadowSteps):
         progress: Callable[[str], None] = lambda _: None,
         home: Path | None = None,
         policy_dir: Path | None = None,
+        *,
+        containers: bool = False,
     ) -> None:
         self.root = root
+        self.containers = containers
+        self.images: dict[str, str] = {}
         self.policy_dir = policy_dir
         self.model = model
         self.progress = progress
@@ -97,6 +103,17 @@ class LocalEnvironment(ServerStarters, ShadowSteps):
         if not isinstance(raw, dict):
             raise EnvironmentProblem(f"{self.state_file} is not a JSON object", hint="delete it and run again")
         return {name: Proc.from_state(raw[name]) for name in SERVICES if isinstance(raw.get(name), dict)}
+
+    def _recorded(self) -> dict[str, Any]:
+        """The state file's own keys (how the apps run: `containers`, `images`); {} when there is none."""
+        try:
+            raw = json.loads(self.state_file.read_text())
+        except (OSError, ValueError):
+            return {}
+        return raw if isinstance(raw, dict) else {}
+
+    def _mode(self) -> dict[str, Any]:
+        return {"model": self.model, "containers": self.containers, "images": self.images}
 
     def running(self) -> dict[str, Proc]:
         """Services from the state file that are alive and answer their health endpoint."""
@@ -143,9 +160,7 @@ class LocalEnvironment(ServerStarters, ShadowSteps):
         running = self.running()
         if train or "tracking" not in running:  # training may follow: import its heavy modules while servers boot
             threading.Thread(target=_warm_up_imports, name="warm-up", daemon=True).start()
-        for name, proc in previous.items():  # half-dead leftovers of an earlier run
-            if name not in running:
-                stop(proc)
+        self._settle(previous, running)
         services = dict(running)
         # A server that comes back takes its previous port when it can, so that its clients' settings stay
         # right; when it cannot, the servers configured with its old address are restarted too.
@@ -167,7 +182,7 @@ class LocalEnvironment(ServerStarters, ShadowSteps):
             port = chosen.get(name) or choose_port(_preferred_port(requested[name], previous.get(name)), name)
             proc = starters[name](port, services)
             services[name] = proc
-            save_state(self.state_file, {**previous, **services, "model": self.model})  # killed now: still found
+            save_state(self.state_file, {**previous, **services, **self._mode()})  # killed now: still found
             old = previous.get(name)
             if old is not None and old.port != proc.port:
                 for dependent in SERVICES[index + 1 :]:
@@ -175,11 +190,13 @@ class LocalEnvironment(ServerStarters, ShadowSteps):
                         stop(services.pop(dependent))
         reused = [name for name in SERVICES if services[name] is running.get(name)]
         os.environ.update(objectstore.client_env(services["object_store"].port))
-        save_state(self.state_file, {**services, "model": self.model})
+        save_state(self.state_file, {**services, **self._mode()})
 
         self._wait_store_and_tracking(services, fresh_store="object_store" not in reused)
 
-        summary = UpSummary(services=services, reused=reused, trained_version=None, logs=str(self.logs))
+        summary = UpSummary(
+            services=services, reused=reused, trained_version=None, logs=str(self.logs), images=dict(self.images)
+        )
         summary.champions = self.champions()
         lost = self.check_champions(summary.champions)
         if lost and not train:
@@ -205,6 +222,21 @@ class LocalEnvironment(ServerStarters, ShadowSteps):
         summary.smoke = smoke.checks
         summary.seconds = time.monotonic() - started
         return summary
+
+    def _settle(self, previous: dict[str, Proc], running: dict[str, Proc]) -> None:
+        """Stop the half-dead leftovers of an earlier run, and the apps when they move between host processes
+        and images or their images changed (`running` keeps what is reused)."""
+        recorded = self._recorded()
+        if self.containers:
+            self.images = self.built_images()
+        if bool(recorded.get("containers")) != self.containers or (recorded.get("images") or {}) != self.images:
+            for name in ("serving", "tracking"):
+                running.pop(name, None)
+        for name, proc in previous.items():
+            if name not in running:
+                stop(proc)
+        if recorded.get("containers"):  # what a killed run left behind; reused containers keep running
+            self.remove_containers(keep=list(running))
 
     def _wait_store_and_tracking(self, services: dict[str, Proc], *, fresh_store: bool) -> None:
         self.progress("waiting for the object store")
@@ -331,6 +363,8 @@ class LocalEnvironment(ServerStarters, ShadowSteps):
                 proc = state.get(name)
                 if proc and stop(proc):
                     stopped.append(name)
+            if self._recorded().get("containers"):
+                self.remove_containers()
             self.state_file.unlink(missing_ok=True)
             if purge:
                 for entry in self.home.iterdir():  # the lock file stays: it is held right now

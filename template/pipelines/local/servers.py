@@ -21,6 +21,7 @@ class ServerStarters:
     logs: Path
     model: str
     progress: Callable[[str], None]
+    images: dict[str, str]  # app -> image, when the apps run from their images (`--containers`)
 
     def _bin(self, name: str) -> str:
         path = Path(sys.executable).parent / name
@@ -60,6 +61,9 @@ class ServerStarters:
     def _start_tracking(self, port: int, services: dict[str, Proc]) -> Proc:
         from apps.tracking.server import SERVER_ENV, server_command  # noqa: PLC0415
 
+        if self.images:
+            return self._start_tracking_container(port, services, self.images)  # type: ignore[attr-defined]
+
         self.progress(f"starting the MLflow tracking server on {LOOPBACK}:{port}")
         command = server_command(
             self._bin("mlflow"),
@@ -74,7 +78,8 @@ class ServerStarters:
     def _start_serving(self, port: int, services: dict[str, Proc]) -> Proc:
         from core.registry import registered_name  # noqa: PLC0415
 
-        self.progress(f"starting BentoML serving on {LOOPBACK}:{port} (it loads the prod model when there is one)")
+        if not self.images:
+            self.progress(f"starting BentoML serving on {LOOPBACK}:{port} (it loads the prod model when there is one)")
         command = [*serving_command(Path(self._bin("bentoml")).parent, port), "--working-dir", str(self.root)]
         env = {
             **self._base_env(),
@@ -90,4 +95,6 @@ class ServerStarters:
             "SHADOW_SAMPLE_PCT": "100",
             "BENTOML_HOME": str(self.home / "bentoml"),
         }
+        if self.images:
+            return self._start_serving_container(port, env, self.images)  # type: ignore[attr-defined]
         return self._spawn("serving", command, port, env)

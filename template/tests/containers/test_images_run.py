@@ -1,0 +1,178 @@
+"""Each image started as its pod runs it (UID, read-only root, the pod's tmpfs mounts, no capabilities),
+serving passing the smoke suite, pushed to a registry on loopback, pinned, planned, and the local
+environment run from the images."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.registry import registered_name
+from infra.config import load_stack
+from infra.naming import IMAGES
+from pipelines.common.procs import LOOPBACK, free_port
+from pipelines.images import containers, podman
+from pipelines.images.pins import request_pin
+from pipelines.images.status import status
+from pipelines.local import objectstore
+from pipelines.local.environment import LocalEnvironment
+from pipelines.plan.offline import plan_stacks
+from tests.conftest import ROOT, git, git_repository
+
+OWNER = f"tests-{os.getpid()}"
+# What podman itself puts into every container (its /etc/hosts, /etc/resolv.conf and /etc/hostname
+# mount points): the app changed nothing else.
+PODMAN_OWN = {"/etc", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run", "/run/.containerenv"}
+
+
+def pods() -> dict[str, tuple[dict, dict]]:
+    settings = load_stack(ROOT, "local")
+    return containers.planned_pods({i: f"image-{i}" for i in IMAGES}, settings.serving, settings.tracking)
+
+
+def wait_ok(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the container exited ({process.returncode})"
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} did not answer 200 in {timeout:.0f} s")
+
+
+@pytest.fixture
+def run_image(tmp_path: Path) -> Iterator[object]:
+    started: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(app: str, image: str, command: Sequence[str], env: Mapping[str, str]) -> tuple[str, subprocess.Popen[bytes]]:
+        pod, container = pods()[app]
+        name = f"mlops-test-{app}-{os.getpid()}-{len(started)}"
+        args = containers.run_command(image, name, pod, container, owner=OWNER, command=command, env=env)
+        log = (tmp_path / f"{name}.log").open("wb")
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+        started.append((name, process))
+        return name, process
+
+    yield start
+    for name, process in started:
+        containers.remove(name, OWNER)
+        process.wait(timeout=60)
+
+
+def assert_runs_as_its_pod(name: str, app: str) -> None:
+    _, container = pods()[app]
+    uid = container["securityContext"]["runAsUser"]
+    assert uid != 0 and containers.process_user(name) == (uid, container["securityContext"]["runAsGroup"])
+    assert set(containers.changed_files(name)) <= PODMAN_OWN, "the app wrote outside its tmpfs mounts"
+    found = containers.inspect(name)
+    assert found is not None
+    assert found["HostConfig"]["ReadonlyRootfs"] is True
+    assert not found["HostConfig"].get("CapAdd")
+    assert {c.lower() for c in found["HostConfig"]["CapDrop"] or []} >= {"cap_chown", "cap_net_raw", "cap_setuid"}
+
+
+def test_serving_image_passes_the_smoke_suite_as_its_pod_runs(built, local_env, run_image) -> None:  # type: ignore[no-untyped-def]
+    env, _ = local_env
+    running = env.running()
+    version = env.champions()["prod"]
+    port = free_port()
+    variables = {
+        **objectstore.client_env(running["object_store"].port),
+        "MLFLOW_TRACKING_URI": running["tracking"].url,
+        "MODEL_NAME": registered_name("prod", env.model),
+        "SERVING_ENVIRONMENT": "local",
+    }
+    command = ["bentoml", "serve", "apps.serving.service:ModelService", "--host", LOOPBACK, "--port", str(port)]
+    name, process = run_image("serving", built["serving"].tag, command, variables)
+    url = f"http://{LOOPBACK}:{port}"
+    wait_ok(url + "/readyz", process)
+    smoke = subprocess.run(  # noqa: S603 -- the smoke suite, as the deploy workflow runs it
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "tests/smoke", "--serving-url", url,
+         "--expected-version", str(version)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert smoke.returncode == 0, smoke.stdout[-3000:]
+    assert " passed" in smoke.stdout and "failed" not in smoke.stdout
+    assert_runs_as_its_pod(name, "serving")
+
+
+def test_tracking_image_answers_health_as_its_pod_runs(built, run_image) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    database, artifacts = "sqlite:////tmp/mlflow.db", "/tmp/artifacts"  # noqa: S108 -- the pod's tmpfs
+    command = ["mlflow", "server", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
+               "--backend-store-uri", database, "--default-artifact-root", artifacts]  # fmt: skip
+    name, process = run_image("tracking", built["tracking"].tag, command, {"MLFLOW_DISABLE_TELEMETRY": "true"})
+    wait_ok(f"http://{LOOPBACK}:{port}/health", process)
+    experiments = httpx.post(
+        f"http://{LOOPBACK}:{port}/api/2.0/mlflow/experiments/create", json={"name": "from-the-test"}, timeout=10
+    )
+    assert experiments.status_code == 200, experiments.text  # it writes its database, in the pod's /tmp
+    assert_runs_as_its_pod(name, "tracking")
+
+
+def test_a_pushed_digest_is_pinned_planned_and_current(built, registry, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    work = git_repository(
+        tmp_path,
+        monkeypatch,
+        folders=("apps", "core", "infra", "pipelines", "policies", "stacks"),
+        files=("Pulumi.yaml", "pyproject.toml", "uv.lock", "README.md", ".dockerignore"),
+    )
+    commit = git(work, "rev-parse", "HEAD")
+    path = f"{registry}/platform"
+    digests = {}
+    for image, result in built.items():
+        digests[image] = podman.push(result.tag, f"{path}/{image}:{commit[:12]}", tls_verify=False)
+        manifest = httpx.head(
+            f"http://{registry}/v2/platform/{image}/manifests/{commit[:12]}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
+                     "application/vnd.docker.distribution.manifest.v2+json"},
+            timeout=10,
+        )  # fmt: skip
+        assert manifest.headers["Docker-Content-Digest"] == digests[image], "pin what the registry reports"
+    request = request_pin(work, "local", digests, commit, open_pr=False, registry=path)
+    assert request.pushed and request.digests == digests
+    git(work, "checkout", "-q", request.branch)
+    (plan,) = plan_stacks(work, ["local"], parallel=False)
+    deployed = {
+        c["name"]: c["image"]
+        for r in plan.resources
+        if r.type.startswith("kubernetes:") and ("Deployment" in r.type or "Rollout" in r.type)
+        for c in r.inputs.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    }
+    assert deployed["serving"] == f"{path}/serving@{digests['serving']}"
+    assert deployed["mlflow"] == f"{path}/tracking@{digests['tracking']}"
+    found = {s.image: s for s in status(work, ["local"])}
+    assert {i: found[i].state for i in IMAGES} == dict.fromkeys(IMAGES, "current"), found
+    assert {i: found[i].digest for i in IMAGES} == digests
+
+
+def test_local_environment_runs_from_the_images_and_converges_after_a_kill(built, tmp_path, restore_environ) -> None:  # type: ignore[no-untyped-def]
+    model = load_stack(ROOT, "local").serving.model.name
+    env = LocalEnvironment(ROOT, model, home=tmp_path / "state", containers=True)
+    try:
+        summary = env.up()
+        assert summary.images == {i: b.tag for i, b in built.items()}
+        assert all(ok for _, ok, _ in summary.smoke), summary.smoke
+        names = {app: env.container_name(app) for app in IMAGES}
+        assert all(containers.owned(n, env.owner) for n in names.values())
+        assert_runs_as_its_pod(names["serving"], "serving")
+        # A crash of the supervising client (SIGKILL) leaves its container behind: the next `up`
+        # removes that one (it carries this state's label) and starts serving again.
+        os.kill(summary.services["serving"].pid, signal.SIGKILL)
+        again = env.up()
+        assert "serving" not in again.reused and "tracking" in again.reused
+        assert all(ok for _, ok, _ in again.smoke), again.smoke
+    finally:
+        env.down()
+    assert not any(containers.inspect(env.container_name(app)) for app in IMAGES), "down leaves no container"
