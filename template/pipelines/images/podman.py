@@ -200,13 +200,14 @@ def build(
     uv_image: str | None,
     revision: str,
     build_args: dict[str, str] | None = None,
+    no_cache: bool = False,
 ) -> Built:
     """`podman build` of one app's Dockerfile from the repository root (the .dockerignore'd context)."""
     if image not in IMAGES:
         raise BadInput(f"no image {image!r}: the images are {', '.join(IMAGES)}")
     args = ["build", "--pull=never" if base else "--pull=missing", "--format", "docker", "--network", "host"]
     args += ["--file", str(root / DOCKERFILES[image]), "--tag", tag, "--layers"]
-    args += ["--label", f"org.opencontainers.image.revision={revision}"]
+    args += ["--label", f"org.opencontainers.image.revision={revision}"] + (["--no-cache"] if no_cache else [])
     if base:
         args += ["--build-arg", f"BASE={base}"]
     if uv_image:

@@ -57,15 +57,28 @@ def final_env(image: str) -> dict[str, str]:
     return dict(parser.envs)
 
 
+def global_args(image: str) -> dict[str, str]:
+    """The ARGs declared before the first FROM, with their defaults (what `FROM ${ARG}` resolves to)."""
+    text = (ROOT / DOCKERFILES[image]).read_text()
+    head = text[: text.index("\nFROM ")]
+    return dict(re.findall(r"^ARG ([A-Z_]+)=(\S+)$", head, flags=re.M))
+
+
 @pytest.mark.parametrize("image", IMAGES)
 def test_every_base_is_pinned_by_digest(image: str) -> None:
+    """Literal FROM lines pinned by digest (Dependabot reads only those); `${BASE}` and `${UV_IMAGE}`
+    default to those stages, and `mlops images build` overrides them only with locally made bases."""
     names = []
+    arguments = global_args(image)
+    assert set(arguments) == {"BASE", "UV_IMAGE"}, arguments
     for stage in stages(image):
         words = stage[0]["value"].split()
-        base = words[0]
+        base = re.sub(r"^\$\{(\w+)\}$", lambda m: arguments[m.group(1)], words[0])
         names.append(words[2] if len(words) == 3 and words[1].upper() == "AS" else None)
         assert base in names or PINNED_BASE.match(base), f"{DOCKERFILES[image]}: FROM {base} is not pinned by digest"
-    assert len(stages(image)) >= 2, "a build stage and a final stage"
+    assert len(stages(image)) >= 4, "the two pinned bases, a build stage and a final stage"
+    base_stage = next(s for s in stages(image) if s[0]["value"].endswith(" AS " + arguments["BASE"]))
+    assert base_stage[0]["value"].startswith("python:"), "BASE defaults to the public Python image"
 
 
 @pytest.mark.parametrize("image", IMAGES)
@@ -314,16 +327,20 @@ def test_pin_refusals_change_nothing(repo: Path) -> None:
     source = git(repo, "rev-parse", "HEAD")
     good = {image: digest(image) for image in IMAGES}
     branches = git(repo, "branch", "--list")
-    cases: list[tuple[str, dict[str, str], str, str]] = [
-        ("local", good, source, "local stack is edited by hand"),
-        ("qa", good, source, "--env must be one of"),
-        ("dev", {**good, "serving": "sha256:abc"}, source, "--serving must be a digest"),
-        ("dev", good, source[:12], "--commit must be a full"),
-        ("dev", good, "f" * 40, "not in this clone"),
+    cases: list[tuple[str, dict[str, str], str, str | None, str]] = [
+        ("local", good, source, None, "--registry is required for the local stack"),
+        ("local", good, source, "http://127.0.0.1:5000/x", "--registry must be <registry host"),
+        ("local", good, source, "127.0.0.1:5000", "--registry must be <registry host"),
+        ("local", {**good, "tracking": "latest"}, source, "127.0.0.1:5000/p", "--tracking must be a digest"),
+        ("dev", good, source, "127.0.0.1:5000/p", "--registry is for the local stack only"),
+        ("qa", good, source, None, "--env must be one of"),
+        ("dev", {**good, "serving": "sha256:abc"}, source, None, "--serving must be a digest"),
+        ("dev", good, source[:12], None, "--commit must be a full"),
+        ("dev", good, "f" * 40, None, "not in this clone"),
     ]
-    for environment, digests, commit, message in cases:
+    for environment, digests, commit, registry, message in cases:
         with pytest.raises(BadInput, match=message):
-            request_pin(repo, environment, digests, commit, open_pr=False)
+            request_pin(repo, environment, digests, commit, open_pr=False, registry=registry)
     assert git(repo, "branch", "--list") == branches
     assert git(repo, "ls-remote", "--heads", "origin").count("refs/heads/") == 1
     (repo / "README.md").write_text("changed, not committed")
