@@ -21,17 +21,17 @@ import httpx
 from infra.config import load_stack, project_name
 from infra.naming import IMAGES
 from pipelines.common.git import Git
-from pipelines.common.procs import LOOPBACK, free_port
-from pipelines.images import containers, podman
-from pipelines.images.builds import Base, choose_base
 from pipelines.common.options import repo_root
+from pipelines.common.procs import LOOPBACK, free_port
+from pipelines.containers import engine, pods
+from pipelines.containers.builds import Base, choose_base
 
 OWNER = f"bench-{os.getpid()}"
 
 
 def ready_seconds(app: str, image: str, timeout: float = 300) -> float:
     settings = load_stack(repo_root(), "local")
-    pod, container = containers.planned_pods({i: image for i in IMAGES}, settings.serving, settings.tracking)[app]
+    pod, container = pods.planned_pods({i: image for i in IMAGES}, settings.serving, settings.tracking)[app]
     port = free_port()
     if app == "serving":
         command = ["bentoml", "serve", "apps.serving.service:ModelService", "--host", LOOPBACK, "--port", str(port)]
@@ -42,9 +42,9 @@ def ready_seconds(app: str, image: str, timeout: float = 300) -> float:
                    "--backend-store-uri", "sqlite:////tmp/mlflow.db"]  # fmt: skip
         env, path = {}, "/health"
     name = f"mlops-bench-{app}-{os.getpid()}"
-    args = containers.run_command(image, name, pod, container, owner=OWNER, command=command, env=env)
+    args = pods.run_command(image, name, pod, container, owner=OWNER, command=command, env=env)
     started = time.monotonic()
-    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # noqa: S603
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         while time.monotonic() - started < timeout:
             try:
@@ -57,7 +57,7 @@ def ready_seconds(app: str, image: str, timeout: float = 300) -> float:
             time.sleep(0.1)
         raise RuntimeError(f"{app} was not ready in {timeout:.0f} s")
     finally:
-        containers.remove(name, OWNER)
+        pods.remove(name, OWNER)
         process.wait(timeout=60)
 
 
@@ -69,11 +69,11 @@ def main() -> int:
     rows = []
     for image in IMAGES:
         tag = f"localhost/{project}/{image}:bench"
-        cold = podman.build(root, image, tag, base=base, uv_image=uv_image, revision=revision, no_cache=True)
-        cached = podman.build(root, image, tag, base=base, uv_image=uv_image, revision=revision)
+        cold = engine.build(root, image, tag, base=base, uv_image=uv_image, revision=revision, no_cache=True)
+        cached = engine.build(root, image, tag, base=base, uv_image=uv_image, revision=revision)
         ready = min(ready_seconds(image, tag) for _ in range(3))
         rows.append((image, cold.size_bytes, cold.seconds, cached.seconds, ready))
-    untrimmed = podman.build(
+    untrimmed = engine.build(
         root, "serving", f"localhost/{project}/serving:bench-untrimmed", base=base, uv_image=uv_image,
         revision=revision, build_args={"TRIM": ""},
     )  # fmt: skip
@@ -82,7 +82,7 @@ def main() -> int:
     for image, size, cold_s, cached_s, ready in rows:
         print(f"{image:<10}{size / 1e6:>9,.0f}{cold_s:>9.0f}{cached_s:>10.1f}{ready:>9.1f}")
     print(f"serving without the trim: {untrimmed.size_bytes / 1e6:,.0f} MB")
-    podman.run(["rmi", "--force", *(f"localhost/{project}/{i}:bench" for i in IMAGES),
+    engine.run(["rmi", "--force", *(f"localhost/{project}/{i}:bench" for i in IMAGES),
                 f"localhost/{project}/serving:bench-untrimmed"], check=False)  # fmt: skip
     return 0
 

@@ -8,10 +8,10 @@ from typing import Annotated
 import typer
 
 from core.errors import BadInput
-from pipelines.common.options import FormatOption, repo_root
 from infra.naming import IMAGES
+from pipelines.common.options import FormatOption, repo_root
 from pipelines.common.output import OutputFormat, Report, console, emit, progress
-from pipelines.images.builds import Base
+from pipelines.containers.builds import Base
 
 app = typer.Typer(help="The apps' container images: what each environment runs, where builds go, pinning a build.")
 
@@ -140,7 +140,7 @@ def build_command(
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Build the apps' images with podman (tagged localhost/<project>/<image>:<commit>)."""
-    from pipelines.images.builds import build_all  # noqa: PLC0415
+    from pipelines.containers.builds import build_all  # noqa: PLC0415
 
     root = repo_root()
     built = build_all(root, image or IMAGES, base=base, push_to=push, progress=progress)
@@ -155,8 +155,7 @@ def build_command(
 
         digests = " ".join(f"--{b.image} {b.digest}" for b in built)
         footer += (
-            f"\nnext: mlops images pin --env local --registry {push} {digests} "
-            f"--commit {Git(root).commit_of('HEAD')}"
+            f"\nnext: mlops images pin --env local --registry {push} {digests} --commit {Git(root).commit_of('HEAD')}"
         )
     emit(
         Report(

@@ -21,7 +21,7 @@ from infra.naming import IMAGES
 from infra.settings import PROMOTION_ORDER, Environment, ImagePin
 from pipelines.common.git import TRAILER_ENV, TRAILER_KIND, Git, commit_branch, undone_if_interrupted
 from pipelines.config.stackfiles import stack_path, validate_stack_text
-from pipelines.images.contexts import context_id
+from pipelines.containers.contexts import context_id
 from pipelines.images.targets import cloud_settings
 
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -185,7 +185,7 @@ def _source(pin: ImagePin | None) -> str | None:
 def _validate_pin_input(
     root: Path, environment: str, digests: dict[str, str], source_commit: str, registry: str | None
 ) -> None:
-    from pipelines.images.builds import REGISTRY_PATH  # noqa: PLC0415
+    from pipelines.containers.builds import REGISTRY_PATH  # noqa: PLC0415
 
     known = [e.value for e in PROMOTION_ORDER]
     if environment == Environment.LOCAL.value:

@@ -12,7 +12,7 @@ from infra.config import list_stacks, load_stack
 from infra.naming import IMAGES
 from infra.settings import PROMOTION_ORDER, ImagePin, Settings
 from pipelines.common.git import Git
-from pipelines.images.contexts import changes_since, context_id
+from pipelines.containers.contexts import changes_since, context_id
 from pipelines.images.targets import pulled_as
 
 

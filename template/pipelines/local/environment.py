@@ -104,17 +104,6 @@ class LocalEnvironment(ServerStarters, ContainerStarters, ShadowSteps):
             raise EnvironmentProblem(f"{self.state_file} is not a JSON object", hint="delete it and run again")
         return {name: Proc.from_state(raw[name]) for name in SERVICES if isinstance(raw.get(name), dict)}
 
-    def _recorded(self) -> dict[str, Any]:
-        """The state file's own keys (how the apps run: `containers`, `images`); {} when there is none."""
-        try:
-            raw = json.loads(self.state_file.read_text())
-        except (OSError, ValueError):
-            return {}
-        return raw if isinstance(raw, dict) else {}
-
-    def _mode(self) -> dict[str, Any]:
-        return {"model": self.model, "containers": self.containers, "images": self.images}
-
     def running(self) -> dict[str, Proc]:
         """Services from the state file that are alive and answer their health endpoint."""
         healthy = {}

@@ -1,7 +1,7 @@
 """The apps' images built and run for real with podman (every test here is an integration test).
 
 One build per run, shared by every test: on the public bases where a registry can be reached, else on
-the locally made ones (cached per machine; see pipelines/images/podman.py). Without podman the tests
+the locally made ones (cached per machine; see pipelines/images/engine.py). Without podman the tests
 fail, naming what to install: they are never skipped.
 """
 
@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 from pipelines.common.procs import LOOPBACK, free_port
-from pipelines.images import podman
-from pipelines.images.builds import build_all
+from pipelines.containers import engine
+from pipelines.containers.builds import build_all
 from tests.conftest import ROOT
 
 REGISTRY = "/usr/bin/docker-registry"
@@ -33,10 +33,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def built() -> dict[str, podman.Built]:
+def built() -> dict[str, engine.Built]:
     """Every image of this checkout, built once per run."""
     if shutil.which("podman") is None:
-        pytest.fail(f"podman is required by the image tests: {podman.INSTALL_HINT}")
+        pytest.fail(f"podman is required by the image tests: {engine.INSTALL_HINT}")
     return {b.image: b for b in build_all(ROOT, progress=print)}
 
 
@@ -53,7 +53,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"http:\n  addr: {address}\n"
     )
     with (home / "log").open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 -- a fixed binary and our own config
+        process = subprocess.Popen(
             [REGISTRY, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:

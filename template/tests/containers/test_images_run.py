@@ -19,7 +19,7 @@ from core.registry import registered_name
 from infra.config import load_stack
 from infra.naming import IMAGES
 from pipelines.common.procs import LOOPBACK, free_port
-from pipelines.images import containers, podman
+from pipelines.containers import engine, pods
 from pipelines.images.pins import request_pin
 from pipelines.images.status import status
 from pipelines.local import objectstore
@@ -33,9 +33,9 @@ OWNER = f"tests-{os.getpid()}"
 PODMAN_OWN = {"/etc", "/etc/hosts", "/etc/hostname", "/etc/resolv.conf", "/run", "/run/.containerenv"}
 
 
-def pods() -> dict[str, tuple[dict, dict]]:
+def planned_pods() -> dict[str, tuple[dict, dict]]:
     settings = load_stack(ROOT, "local")
-    return containers.planned_pods({i: f"image-{i}" for i in IMAGES}, settings.serving, settings.tracking)
+    return pods.planned_pods({i: f"image-{i}" for i in IMAGES}, settings.serving, settings.tracking)
 
 
 def wait_ok(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -55,27 +55,29 @@ def wait_ok(url: str, process: subprocess.Popen[bytes], timeout: float = 180) ->
 def run_image(tmp_path: Path) -> Iterator[object]:
     started: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(app: str, image: str, command: Sequence[str], env: Mapping[str, str]) -> tuple[str, subprocess.Popen[bytes]]:
-        pod, container = pods()[app]
+    def start(
+        app: str, image: str, command: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[str, subprocess.Popen[bytes]]:
+        pod, container = planned_pods()[app]
         name = f"mlops-test-{app}-{os.getpid()}-{len(started)}"
-        args = containers.run_command(image, name, pod, container, owner=OWNER, command=command, env=env)
+        args = pods.run_command(image, name, pod, container, owner=OWNER, command=command, env=env)
         log = (tmp_path / f"{name}.log").open("wb")
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)  # noqa: S603
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         started.append((name, process))
         return name, process
 
     yield start
     for name, process in started:
-        containers.remove(name, OWNER)
+        pods.remove(name, OWNER)
         process.wait(timeout=60)
 
 
 def assert_runs_as_its_pod(name: str, app: str) -> None:
-    _, container = pods()[app]
+    _, container = planned_pods()[app]
     uid = container["securityContext"]["runAsUser"]
-    assert uid != 0 and containers.process_user(name) == (uid, container["securityContext"]["runAsGroup"])
-    assert set(containers.changed_files(name)) <= PODMAN_OWN, "the app wrote outside its tmpfs mounts"
-    found = containers.inspect(name)
+    assert uid != 0 and pods.process_user(name) == (uid, container["securityContext"]["runAsGroup"])
+    assert set(pods.changed_files(name)) <= PODMAN_OWN, "the app wrote outside its tmpfs mounts"
+    found = pods.inspect(name)
     assert found is not None
     assert found["HostConfig"]["ReadonlyRootfs"] is True
     assert not found["HostConfig"].get("CapAdd")
@@ -97,7 +99,7 @@ def test_serving_image_passes_the_smoke_suite_as_its_pod_runs(built, local_env, 
     name, process = run_image("serving", built["serving"].tag, command, variables)
     url = f"http://{LOOPBACK}:{port}"
     wait_ok(url + "/readyz", process)
-    smoke = subprocess.run(  # noqa: S603 -- the smoke suite, as the deploy workflow runs it
+    smoke = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "tests/smoke", "--serving-url", url,
          "--expected-version", str(version)],
         cwd=ROOT, capture_output=True, text=True, timeout=300, check=False,
@@ -109,7 +111,7 @@ def test_serving_image_passes_the_smoke_suite_as_its_pod_runs(built, local_env, 
 
 def test_tracking_image_answers_health_as_its_pod_runs(built, run_image) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
-    database, artifacts = "sqlite:////tmp/mlflow.db", "/tmp/artifacts"  # noqa: S108 -- the pod's tmpfs
+    database, artifacts = "sqlite:////tmp/mlflow.db", "/tmp/artifacts"
     command = ["mlflow", "server", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
                "--backend-store-uri", database, "--default-artifact-root", artifacts]  # fmt: skip
     name, process = run_image("tracking", built["tracking"].tag, command, {"MLFLOW_DISABLE_TELEMETRY": "true"})
@@ -132,7 +134,7 @@ def test_a_pushed_digest_is_pinned_planned_and_current(built, registry, tmp_path
     path = f"{registry}/platform"
     digests = {}
     for image, result in built.items():
-        digests[image] = podman.push(result.tag, f"{path}/{image}:{commit[:12]}", tls_verify=False)
+        digests[image] = engine.push(result.tag, f"{path}/{image}:{commit[:12]}", tls_verify=False)
         manifest = httpx.head(
             f"http://{registry}/v2/platform/{image}/manifests/{commit[:12]}",
             headers={"Accept": "application/vnd.oci.image.manifest.v1+json, "
@@ -165,7 +167,7 @@ def test_local_environment_runs_from_the_images_and_converges_after_a_kill(built
         assert summary.images == {i: b.tag for i, b in built.items()}
         assert all(ok for _, ok, _ in summary.smoke), summary.smoke
         names = {app: env.container_name(app) for app in IMAGES}
-        assert all(containers.owned(n, env.owner) for n in names.values())
+        assert all(pods.owned(n, env.owner) for n in names.values())
         assert_runs_as_its_pod(names["serving"], "serving")
         # A crash of the supervising client (SIGKILL) leaves its container behind: the next `up`
         # removes that one (it carries this state's label) and starts serving again.
@@ -175,4 +177,4 @@ def test_local_environment_runs_from_the_images_and_converges_after_a_kill(built
         assert all(ok for _, ok, _ in again.smoke), again.smoke
     finally:
         env.down()
-    assert not any(containers.inspect(env.container_name(app)) for app in IMAGES), "down leaves no container"
+    assert not any(pods.inspect(env.container_name(app)) for app in IMAGES), "down leaves no container"

@@ -17,7 +17,7 @@ from infra.naming import IMAGES
 from infra.settings import ImagePin, MonitoringSettings, ServingSettings
 from pipelines.cli import main
 from pipelines.common.git import Git
-from pipelines.images.contexts import DOCKERFILES, context_id, copied_paths, parse_dockerfile
+from pipelines.containers.contexts import DOCKERFILES, context_id, copied_paths, parse_dockerfile
 from pipelines.images.pins import images_block, pins_in, request_pin, set_images
 from pipelines.images.status import next_steps, status
 from pipelines.images.targets import push_targets

@@ -15,8 +15,8 @@ from core.errors import BadInput, EnvironmentProblem
 from infra.config import project_name
 from infra.naming import IMAGES
 from pipelines.common.git import Git
-from pipelines.images import podman
-from pipelines.images.contexts import DOCKERFILES, parse_dockerfile
+from pipelines.containers import engine
+from pipelines.containers.contexts import DOCKERFILES, parse_dockerfile
 
 REGISTRY_PATH = re.compile(r"^[a-z0-9.-]+(:\d{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
 LOOPBACK_REGISTRY = re.compile(r"^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/")
@@ -52,10 +52,10 @@ def choose_base(root: Path, base: Base, progress: Callable[[str], None]) -> tupl
     """(BASE, UV_IMAGE) build arguments: None, None builds on the Dockerfiles' own public bases."""
     if base is Base.AUTO:
         publics = {ref for image in IMAGES for ref in base_stages((root / DOCKERFILES[image]).read_text()).values()}
-        missing = [ref for ref in sorted(publics) if not podman.exists(ref)]
+        missing = [ref for ref in sorted(publics) if not engine.exists(ref)]
         for ref in missing:
             progress(f"pulling {ref}")
-            if not podman.pull(ref):
+            if not engine.pull(ref):
                 progress("no registry can be reached: building on locally made bases")
                 base = Base.LOCAL
                 break
@@ -63,7 +63,7 @@ def choose_base(root: Path, base: Base, progress: Callable[[str], None]) -> tupl
             base = Base.PUBLIC
     if base is Base.PUBLIC:
         return None, None
-    return podman.local_base(project_python(root), progress), podman.local_uv()
+    return engine.local_base(project_python(root), progress), engine.local_uv()
 
 
 def build_all(
@@ -73,7 +73,7 @@ def build_all(
     base: Base = Base.AUTO,
     push_to: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
-) -> list[podman.Built]:
+) -> list[engine.Built]:
     """Build each image (tagged `localhost/<project>/<image>:<commit>`), and push it when asked."""
     unknown = [i for i in images if i not in IMAGES]
     if unknown:
@@ -87,25 +87,25 @@ def build_all(
     tag = revision[:12] + ("-dirty" if dirty else "")
     project = project_name(root)
     names = {image: f"localhost/{project}/{image}:{tag}" for image in images}
-    if not dirty and push_to is None and all(podman.exists(name) for name in names.values()):
+    if not dirty and push_to is None and all(engine.exists(name) for name in names.values()):
         progress(f"the images of {revision[:12]} are built")  # a commit's context never changes
-        return [podman.described(image, name, 0.0, "cached") for image, name in names.items()]
+        return [engine.described(image, name, 0.0, "cached") for image, name in names.items()]
     base_image, uv_image = choose_base(root, base, progress)
     built = []
     for image in images:
         progress(f"building {image} on {base_image or 'the public base'}")
-        result = podman.build(root, image, names[image], base=base_image, uv_image=uv_image, revision=revision)
+        result = engine.build(root, image, names[image], base=base_image, uv_image=uv_image, revision=revision)
         if push_to is not None:
             destination = f"{push_to}/{image}:{tag}"
             progress(f"pushing {image} to {destination}")
-            digest = podman.push(result.tag, destination, tls_verify=not LOOPBACK_REGISTRY.match(push_to))
+            digest = engine.push(result.tag, destination, tls_verify=not LOOPBACK_REGISTRY.match(push_to))
             result = replace(result, digest=digest, pushed_as=f"{push_to}/{image}@{digest}")
         built.append(result)
     return built
 
 
 def _context_paths(root: Path) -> list[str]:
-    from pipelines.images.contexts import context_paths  # noqa: PLC0415
+    from pipelines.containers.contexts import context_paths  # noqa: PLC0415
 
     git = Git(root)
     paths = {p for image in IMAGES for p in (context_paths(git, "HEAD", image) or [])}

@@ -20,7 +20,7 @@ from infra.k8s.apps import SERVING, TRACKING, AppContext
 from infra.k8s.serving import serving_objects
 from infra.k8s.tracking import tracking_objects
 from infra.settings import MonitoringSettings, ServingSettings, TrackingSettings
-from pipelines.images import podman
+from pipelines.containers import engine
 
 Obj = dict[str, Any]
 OWNER_LABEL = "mlops.started-by"
@@ -85,7 +85,9 @@ def run_flags(pod: Obj, container: Obj) -> list[str]:
     return flags
 
 
-def planned_pods(image: Mapping[str, str], serving: ServingSettings, tracking: TrackingSettings) -> dict[str, tuple[Obj, Obj]]:
+def planned_pods(
+    image: Mapping[str, str], serving: ServingSettings, tracking: TrackingSettings
+) -> dict[str, tuple[Obj, Obj]]:
     """The serving and tracking pods as a stack plans them, for `image` (app -> reference)."""
     ctx = AppContext("local", "local", {"project": "local"}, "s3://local/mlflow")
     return {
@@ -112,7 +114,7 @@ def run_command(
 ) -> list[str]:
     """`podman run` in the foreground (the caller supervises it like any server): host network with the
     app bound to 127.0.0.1, removed when it stops. `inherit` names variables passed from the caller."""
-    args = [podman.podman(), "run", "--rm", "--name", name, "--label", f"{OWNER_LABEL}={owner}", "--pull=never"]
+    args = [engine.podman(), "run", "--rm", "--name", name, "--label", f"{OWNER_LABEL}={owner}", "--pull=never"]
     args += ["--network", "host", "--stop-timeout", "10", *run_flags(pod, container), *extra]
     for key, value in env.items():
         args += ["--env", f"{key}={value}"]
@@ -124,7 +126,7 @@ def run_command(
 
 
 def inspect(name: str) -> Obj | None:
-    done = subprocess.run([podman.podman(), "container", "inspect", name], capture_output=True, check=False)
+    done = subprocess.run([engine.podman(), "container", "inspect", name], capture_output=True, check=False)
     if done.returncode != 0:
         return None
     found = json.loads(done.stdout or "[]")
@@ -140,18 +142,18 @@ def remove(name: str, owner: str) -> bool:
     """Stop and remove the container `name` if `owner` started it (a leftover of a killed run)."""
     if not owned(name, owner):
         return False
-    podman.run(["rm", "--force", "--time", "10", name], timeout=60)
+    engine.run(["rm", "--force", "--time", "10", name], timeout=60)
     return True
 
 
 def changed_files(name: str) -> list[str]:
     """The paths the container changed in its image's filesystem (`podman diff`: `A|C|D <path>`)."""
-    return [line.split(maxsplit=1)[1] for line in podman.run(["diff", name]).splitlines() if line.strip()]
+    return [line.split(maxsplit=1)[1] for line in engine.run(["diff", name]).splitlines() if line.strip()]
 
 
 def process_user(name: str) -> tuple[int, int]:
     """(uid, gid) the container's first process runs as, read from its /proc."""
-    status = podman.run(["exec", name, "cat", "/proc/1/status"])
+    status = engine.run(["exec", name, "cat", "/proc/1/status"])
     uid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:")))
     gid = int(next(line.split()[1] for line in status.splitlines() if line.startswith("Gid:")))
     return uid, gid

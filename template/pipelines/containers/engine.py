@@ -23,11 +23,11 @@ from pathlib import Path
 
 from core.errors import BadInput, EnvironmentProblem
 from infra.naming import IMAGES
-from pipelines.images.contexts import DOCKERFILES
+from pipelines.containers.contexts import DOCKERFILES
 
 INSTALL_HINT = (
     "install podman: `apt-get install podman runc` on Debian/Ubuntu (see README: Container images); "
-    "where crun cannot run, /etc/containers/containers.conf sets runtime = \"runc\""
+    'where crun cannot run, /etc/containers/containers.conf sets runtime = "runc"'
 )
 LOCAL_BASE = "localhost/mlops-base:python{python}-bookworm"
 LOCAL_UV = "localhost/mlops-uv:{version}"
@@ -63,9 +63,7 @@ def podman() -> str:
 def run(args: Sequence[str], *, timeout: float = 1800, check: bool = True, stdin: bytes | None = None) -> str:
     """`podman ARGS`; its output, or an EnvironmentProblem with podman's own last lines."""
     try:
-        done = subprocess.run(
-            [podman(), *args], input=stdin, capture_output=True, timeout=timeout, check=False
-        )
+        done = subprocess.run([podman(), *args], input=stdin, capture_output=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise EnvironmentProblem(f"`podman {' '.join(args[:2])}` took longer than {timeout:.0f} s") from None
     if check and done.returncode != 0:
@@ -122,7 +120,7 @@ def local_base(python: str, progress: Callable[[str], None] = lambda _: None) ->
     if not tarball.is_file():
         _debootstrap(tarball, progress)
     progress(f"importing {tarball} as {tag}")
-    run(["import", "--change", "CMD [\"python3\"]", str(tarball), tag], timeout=300)
+    run(["import", "--change", 'CMD ["python3"]', str(tarball), tag], timeout=300)
     return tag
 
 
