@@ -16,7 +16,7 @@ from infra.config import project_name
 from infra.naming import IMAGES
 from pipelines.common.git import Git
 from pipelines.containers import engine
-from pipelines.containers.contexts import DOCKERFILES, parse_dockerfile
+from pipelines.containers.contexts import DOCKERFILES, context_paths, parse_dockerfile
 
 REGISTRY_PATH = re.compile(r"^[a-z0-9.-]+(:\d{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+$")
 LOOPBACK_REGISTRY = re.compile(r"^(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/")
@@ -83,7 +83,7 @@ def build_all(
     git = Git(root)
     git.require_repository()
     revision = git.commit_of("HEAD")
-    dirty = bool(git.run("status", "--porcelain", "--", *_context_paths(root)).strip())
+    dirty = bool(git.run("status", "--porcelain", "--", *_context_paths(git)).strip())
     tag = revision[:12] + ("-dirty" if dirty else "")
     project = project_name(root)
     names = {image: f"localhost/{project}/{image}:{tag}" for image in images}
@@ -104,10 +104,7 @@ def build_all(
     return built
 
 
-def _context_paths(root: Path) -> list[str]:
-    from pipelines.containers.contexts import context_paths  # noqa: PLC0415
-
-    git = Git(root)
+def _context_paths(git: Git) -> list[str]:
     paths = {p for image in IMAGES for p in (context_paths(git, "HEAD", image) or [])}
     if not paths:
         raise EnvironmentProblem("HEAD has no Dockerfiles under apps/: nothing to build")
