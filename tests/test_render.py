@@ -138,7 +138,7 @@ RUN_COMMANDS = (
     "gh pr comment ",
     "git remote set-url ",
     "sudo apt-get ",  # system packages (podman) for the image tests, nothing else
-    'cosign sign --yes "',  # keyless signing of a pushed digest (images.yml)
+    'cosign sign --yes --new-bundle-format=false --use-signing-config=false "',  # keyless, tag-based (images.yml)
 )
 
 

@@ -1,80 +1,31 @@
-"""Components that put the plain-data Kubernetes objects on a cluster: `AppNamespace`, `TrackingServer`,
-`ModelServing`, `Observability`, `ProgressiveDelivery`. The provider (which cluster) always comes in through `opts`."""
+"""Components that put the apps' plain-data Kubernetes objects on a cluster: `AppNamespace`, `TrackingServer`,
+`ModelServing`, and `deploy_apps`, which wires them with the cluster-wide controllers of `addons`. The
+provider (which cluster) always comes in through `opts`."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
-import pulumi_random as random
 
-from infra.k8s import apps, dashboard, platform, rollout, serving, tracking
-from infra.k8s.objects import (
-    PROMETHEUS_STACK_CHART,
-    PROMETHEUS_STACK_REPO,
-    PROMETHEUS_STACK_VERSION,
-    Obj,
-    app_labels,
-    secret,
+from infra.k8s import admission, apps, dashboard, platform, serving, tracking
+from infra.k8s.addons import (
+    ImageAdmission,
+    ImageAdmissionArgs,
+    Observability,
+    ObservabilityArgs,
+    ProgressiveDelivery,
+    ProgressiveDeliveryArgs,
 )
+from infra.k8s.objects import Obj, app_labels, secret
+from infra.k8s.resources import apply, apply_all, random_password
 from infra.naming import IMAGES
 from infra.settings import ImageSettings, MonitoringSettings, ServingSettings, Settings, TrackingSettings
 
 # Stack output when no image is pinned yet (the first `pulumi up` creates the registries they go to).
 APPS_NOT_DEPLOYED = "not deployed: no image pinned yet (images.serving/images.tracking; the images workflow pins them)"
-
-KINDS: dict[str, Callable[..., pulumi.CustomResource]] = {
-    "v1/Namespace": k8s.core.v1.Namespace,
-    "v1/ServiceAccount": k8s.core.v1.ServiceAccount,
-    "v1/Secret": k8s.core.v1.Secret,
-    "v1/ConfigMap": k8s.core.v1.ConfigMap,
-    "v1/Service": k8s.core.v1.Service,
-    "v1/PersistentVolumeClaim": k8s.core.v1.PersistentVolumeClaim,
-    "apps/v1/Deployment": k8s.apps.v1.Deployment,
-    "apps/v1/StatefulSet": k8s.apps.v1.StatefulSet,
-    "batch/v1/Job": k8s.batch.v1.Job,
-    "batch/v1/CronJob": k8s.batch.v1.CronJob,
-    "autoscaling/v2/HorizontalPodAutoscaler": k8s.autoscaling.v2.HorizontalPodAutoscaler,
-    "policy/v1/PodDisruptionBudget": k8s.policy.v1.PodDisruptionBudget,
-    "networking.k8s.io/v1/NetworkPolicy": k8s.networking.v1.NetworkPolicy,
-    "rbac.authorization.k8s.io/v1/Role": k8s.rbac.v1.Role,
-    "rbac.authorization.k8s.io/v1/RoleBinding": k8s.rbac.v1.RoleBinding,
-}
-
-
-def _snake(key: str) -> str:
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", key).lower()
-
-
-def apply(resource_name: str, obj: Obj, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
-    """Create the typed Pulumi resource for a plain Kubernetes object (custom resources included)."""
-    kind = f"{obj['apiVersion']}/{obj['kind']}"
-    fields = {_snake(key): value for key, value in obj.items() if key not in ("apiVersion", "kind")}
-    if kind in KINDS:
-        return KINDS[kind](resource_name, **fields, opts=opts)
-    if obj["apiVersion"].startswith(("monitoring.coreos.com/", "argoproj.io/")):
-        return k8s.apiextensions.CustomResource(
-            resource_name, api_version=obj["apiVersion"], kind=obj["kind"], **fields, opts=opts
-        )
-    raise ValueError(f"{resource_name}: no Pulumi resource for Kubernetes kind {kind}")
-
-
-def apply_all(
-    name: str, objects: list[Obj], parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = ()
-) -> dict[str, pulumi.CustomResource]:
-    created = {}
-    for obj in objects:
-        key = f"{obj['kind'].lower()}-{obj['metadata']['name']}"
-        created[key] = apply(f"{name}-{key}", obj, pulumi.ResourceOptions(parent=parent, depends_on=list(depends_on)))
-    return created
-
-
-def _password(name: str, parent: pulumi.Resource) -> pulumi.Output[str]:
-    return random.RandomPassword(name, length=32, special=False, opts=pulumi.ResourceOptions(parent=parent)).result
 
 
 @dataclass(frozen=True)
@@ -85,6 +36,8 @@ class AppNamespaceArgs:
     # Extra RoleBinding subjects per role (GKE: Google users and groups).
     subjects: dict[str, list[Obj]] = field(default_factory=dict)
     minio: bool = False
+    # Pods are admitted only with images the policy-controller verifies (`addons.ImageAdmission`).
+    verify_images: bool = False
 
 
 class AppNamespace(pulumi.ComponentResource):
@@ -95,8 +48,11 @@ class AppNamespace(pulumi.ComponentResource):
     def __init__(self, name: str, args: AppNamespaceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:k8s:AppNamespace", name, None, opts)
         labels = app_labels(args.tags, "platform")
+        verified = {admission.INCLUDE_LABEL: "true"} if args.verify_images else {}
         ns = apply(
-            f"{name}-namespace", platform.namespace(args.namespace, args.tags), pulumi.ResourceOptions(parent=self)
+            f"{name}-namespace",
+            platform.namespace(args.namespace, {**args.tags, **verified}),
+            pulumi.ResourceOptions(parent=self),
         )
         objects = platform.network_policies(args.namespace, labels, minio=args.minio)
         objects += platform.rbac_objects(args.namespace, labels, args.group_prefix, args.subjects)
@@ -126,8 +82,10 @@ class TrackingServer(pulumi.ComponentResource):
         labels = ctx.labels(apps.TRACKING)
         secrets: list[Obj] = []
         if settings.database == "postgres":
-            secrets.append(secret(apps.DB_SECRET, ctx.namespace, labels, {"password": _password(f"{name}-db", self)}))
-        admin = _password(f"{name}-admin", self)
+            secrets.append(
+                secret(apps.DB_SECRET, ctx.namespace, labels, {"password": random_password(f"{name}-db", self)})
+            )
+        admin = random_password(f"{name}-admin", self)
         if settings.auth:
             auth_uri = tracking.database_uri(settings, ctx.namespace, apps.AUTH_DATABASE)
             secrets.append(
@@ -137,7 +95,7 @@ class TrackingServer(pulumi.ComponentResource):
                     labels,
                     {
                         "auth.ini": admin.apply(lambda password: tracking.auth_config(password, auth_uri)),
-                        "flask-secret-key": _password(f"{name}-flask", self),
+                        "flask-secret-key": random_password(f"{name}-flask", self),
                     },
                 )
             )
@@ -156,7 +114,7 @@ class TrackingServer(pulumi.ComponentResource):
                     apps.MINIO_SECRET,
                     ctx.namespace,
                     minio_labels,
-                    {"user": "mlflow", "password": _password(f"{name}-minio", self)},
+                    {"user": "mlflow", "password": random_password(f"{name}-minio", self)},
                 )
             )
         created = apply_all(name, secrets, self)
@@ -212,84 +170,6 @@ class ModelServing(pulumi.ComponentResource):
         self.register_outputs({"url": self.url})
 
 
-@dataclass(frozen=True)
-class ObservabilityArgs:
-    tags: dict[str, str]
-    retention_days: int
-
-
-class Observability(pulumi.ComponentResource):
-    """kube-prometheus-stack (Prometheus, Alertmanager, Grafana) in its own namespace, chart version pinned."""
-
-    release: k8s.helm.v3.Release
-    grafana_password: pulumi.Output[str]
-
-    def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("mlops:k8s:Observability", name, None, opts)
-        labels = app_labels(args.tags, "monitoring")
-        # Prometheus' operator and Grafana run non-root; baseline is enforced, restricted is warned about.
-        ns = apply(
-            f"{name}-namespace",
-            platform.namespace(platform.MONITORING_NAMESPACE, args.tags, level="baseline"),
-            pulumi.ResourceOptions(parent=self),
-        )
-        password = _password(f"{name}-grafana", self)
-        admin = apply(
-            f"{name}-grafana-admin",
-            secret(
-                "grafana-admin",
-                platform.MONITORING_NAMESPACE,
-                labels,
-                {"admin-user": "admin", "admin-password": password},
-            ),
-            pulumi.ResourceOptions(parent=self, depends_on=[ns]),
-        )
-        self.release = k8s.helm.v3.Release(
-            f"{name}-prometheus",
-            name="prometheus",
-            chart=PROMETHEUS_STACK_CHART,
-            version=PROMETHEUS_STACK_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=PROMETHEUS_STACK_REPO),
-            namespace=platform.MONITORING_NAMESPACE,
-            values=platform.prometheus_stack_values(args.retention_days),
-            timeout=900,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, admin]),
-        )
-        self.grafana_password = pulumi.Output.secret(password)
-        self.register_outputs({"release": self.release.name})
-
-
-@dataclass(frozen=True)
-class ProgressiveDeliveryArgs:
-    tags: dict[str, str]
-
-
-class ProgressiveDelivery(pulumi.ComponentResource):
-    """The Argo Rollouts controller and its CRDs, in its own namespace, chart version pinned."""
-
-    release: k8s.helm.v3.Release
-
-    def __init__(self, name: str, args: ProgressiveDeliveryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("mlops:k8s:ProgressiveDelivery", name, None, opts)
-        ns = apply(
-            f"{name}-namespace",
-            platform.namespace(rollout.ROLLOUTS_NAMESPACE, args.tags),
-            pulumi.ResourceOptions(parent=self),
-        )
-        self.release = k8s.helm.v3.Release(
-            f"{name}-argo-rollouts",
-            name="argo-rollouts",
-            chart=rollout.ROLLOUTS_CHART,
-            version=rollout.ROLLOUTS_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=rollout.ROLLOUTS_REPO),
-            namespace=rollout.ROLLOUTS_NAMESPACE,
-            values=rollout.rollouts_values(),
-            timeout=600,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
-        )
-        self.register_outputs({"release": self.release.name})
-
-
 def resolve_images(
     images: ImageSettings, registry_image: Callable[[str, str], pulumi.Input[str]] | None
 ) -> dict[str, pulumi.Input[str]] | None:
@@ -332,10 +212,10 @@ def deploy_apps(
             group_prefix=tags["project"],
             subjects=subjects or {},
             minio=minio_bucket is not None,
+            verify_images=settings.images.verify_signatures,
         ),
         opts,
     )
-    after_namespace = pulumi.ResourceOptions(providers=[provider], depends_on=[namespace])
     observability = None
     if settings.monitoring.enabled:
         observability = Observability(
@@ -349,12 +229,26 @@ def deploy_apps(
     grafana = {"grafana_admin_password": observability.grafana_password} if observability is not None else {}
     if images is None:
         return {"apps": APPS_NOT_DEPLOYED, **grafana}
+    verifier = None
+    if settings.images.verify_signatures:  # the webhook and its policies come before any app pod
+        assert settings.github is not None, "a cloud environment has a github section (infra/settings/stack.py)"
+        verifier = ImageAdmission(
+            f"{name}-image-admission",
+            ImageAdmissionArgs(
+                tags=tags,
+                repository=settings.github.repository,
+                app_images=list(images.values()),
+                verifier_annotations=ctx.identity_annotations.get(admission.VERIFIER, {}),
+            ),
+            opts,
+        )
+    before_apps = [namespace, *(c for c in (verifier,) if c is not None)]
     tracking = TrackingServer(
         f"{name}-tracking",
         TrackingServerArgs(
             context=ctx, settings=settings.tracking, image=images["tracking"], minio_bucket=minio_bucket
         ),
-        after_namespace,
+        pulumi.ResourceOptions(providers=[provider], depends_on=before_apps),
     )
     serving = ModelServing(
         f"{name}-serving",
@@ -368,7 +262,7 @@ def deploy_apps(
         ),
         pulumi.ResourceOptions(
             providers=[provider],
-            depends_on=[namespace, tracking, *(c for c in (observability, delivery) if c is not None)],
+            depends_on=[*before_apps, tracking, *(c for c in (observability, delivery) if c is not None)],
         ),
     )
     return {

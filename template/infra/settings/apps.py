@@ -166,6 +166,9 @@ class ImageSettings(Frozen):
     tracking: ImagePin | None
     # Images each registry repository keeps (ECR lifecycle policy / Artifact Registry cleanup policy).
     keep_last: int = Field(default=30, ge=3, le=1000)
+    # The cluster admits only app images signed by the github.repository's images workflow on main
+    # (sigstore policy-controller, infra/k8s/admission.py). The local stack's images are unsigned: false.
+    verify_signatures: bool = True
 
     @model_validator(mode="after")
     def _both_or_neither(self) -> Self:

@@ -60,6 +60,11 @@ class Settings(Frozen):
             if self.local_cluster is None:
                 raise ValueError("the local environment needs a local_cluster section (kubeconfig, context)")
             references_only(self.images)
+            if self.images.verify_signatures:
+                raise ValueError(
+                    "images.verify_signatures: the local environment's images are not signed by a workflow "
+                    "(it has no github section); set it false"
+                )
             return self
         if not self.clouds:
             raise ValueError(f"the {self.environment} environment needs at least one cloud in clouds (aws, gcp)")

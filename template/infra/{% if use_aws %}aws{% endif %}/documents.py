@@ -91,6 +91,15 @@ def bucket_access(bucket_arn: str, key_arn: str | None, *, write: bool) -> Docum
     return document(*statements)
 
 
+def registry_read(repository_arns: str) -> Document:
+    """Reading images and their signatures (the image verifier): pull on the stack's repositories, and the
+    registry login token, which names no resource and grants nothing on a repository by itself."""
+    return document(
+        {"Sid": "RegistryLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+        {"Sid": "ReadImages", "Effect": "Allow", "Action": ECR_PULL_ACTIONS, "Resource": repository_arns},
+    )
+
+
 def tls_only_bucket_policy(bucket_arn: str) -> Document:
     """Deny every request that does not use TLS (and TLS older than 1.2)."""
     both = [bucket_arn, f"{bucket_arn}/*"]
@@ -352,10 +361,11 @@ def deploy_policy(account_id: str, region: str, name_prefix: str, project: str) 
 
 
 def repository_policy(push_role_arns: list[str], pull_role_arns: list[str]) -> Document:
-    """ECR repository policy: the deploy role pushes, the cluster's nodes pull, no other principal is named."""
+    """ECR repository policy: the deploy role pushes, the cluster's nodes and the image verifier pull, no
+    other principal is named."""
     return document(
         {"Sid": "DeployPushes", "Effect": "Allow", "Principal": {"AWS": push_role_arns}, "Action": ECR_PUSH_ACTIONS},
-        {"Sid": "NodesPull", "Effect": "Allow", "Principal": {"AWS": pull_role_arns}, "Action": ECR_PULL_ACTIONS},
+        {"Sid": "Pull", "Effect": "Allow", "Principal": {"AWS": pull_role_arns}, "Action": ECR_PULL_ACTIONS},
     )
 
 

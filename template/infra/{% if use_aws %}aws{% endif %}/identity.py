@@ -5,11 +5,20 @@ from __future__ import annotations
 import functools
 import json
 from dataclasses import dataclass
+from typing import Literal
 
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.documents import GITHUB_OIDC_HOST, STS_AUDIENCE, bucket_access, deploy_policy, github_trust, irsa_trust
+from infra.aws.documents import (
+    GITHUB_OIDC_HOST,
+    STS_AUDIENCE,
+    bucket_access,
+    deploy_policy,
+    github_trust,
+    irsa_trust,
+    registry_read,
+)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,8 @@ class WorkloadRole:
     namespace: str
     service_account: str
     write: bool
+    # What the role reaches: the stack's bucket (the apps) or its image repositories (the image verifier).
+    reaches: Literal["bucket", "registry"] = "bucket"
 
 
 @dataclass(frozen=True)
@@ -84,10 +95,13 @@ class WorkloadRolesArgs:
     roles: dict[str, WorkloadRole]
     name_prefix: str
     tags: dict[str, str]
+    # `arn:aws:ecr:<region>:<account>:repository/<stem>/*`: the stack's image repositories.
+    repositories_arn: pulumi.Input[str] | None = None
 
 
 class WorkloadRoles(pulumi.ComponentResource):
-    """One IAM role per app service account (IRSA), each limited to the stack's bucket."""
+    """One IAM role per app service account (IRSA), each limited to the stack's bucket, or (the image
+    verifier) to reading the stack's image repositories."""
 
     role_arns: dict[str, pulumi.Output[str]]
 
@@ -105,7 +119,9 @@ class WorkloadRoles(pulumi.ComponentResource):
                 tags=args.tags,
                 opts=pulumi.ResourceOptions(parent=self),
             )
-            access = pulumi.Output.all(args.bucket_arn, args.key_arn).apply(functools.partial(_access_json, spec))
+            access = pulumi.Output.all(args.bucket_arn, args.key_arn, args.repositories_arn).apply(
+                functools.partial(_access_json, spec)
+            )
             aws.iam.RolePolicy(f"{name}-{app}", role=role.name, policy=access, opts=pulumi.ResourceOptions(parent=role))
             self.role_arns[app] = role.arn
         self.register_outputs({"role_arns": self.role_arns})
@@ -117,5 +133,9 @@ def _trust_json(spec: WorkloadRole, values: list[str]) -> str:
 
 
 def _access_json(spec: WorkloadRole, values: list[str | None]) -> str:
-    bucket_arn, key_arn = values
+    bucket_arn, key_arn, repositories_arn = values
+    if spec.reaches == "registry":
+        if repositories_arn is None:
+            raise ValueError(f"WorkloadRole {spec.service_account}: reading images needs repositories_arn")
+        return json.dumps(registry_read(repositories_arn))
     return json.dumps(bucket_access(str(bucket_arn), key_arn, write=spec.write))

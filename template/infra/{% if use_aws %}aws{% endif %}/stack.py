@@ -20,6 +20,7 @@ from infra.aws.network import Network, NetworkArgs
 from infra.aws.observability import Budget, BudgetArgs, Monitoring, MonitoringArgs
 from infra.aws.registry import ContainerRegistry, ContainerRegistryArgs
 from infra.aws.storage import ObjectStore, ObjectStoreArgs
+from infra.k8s.admission import POLICY_CONTROLLER_NAMESPACE, VERIFIER, VERIFIER_SERVICE_ACCOUNT
 from infra.k8s.apps import SERVING, TRACKING, AppContext
 from infra.k8s.components import deploy_apps, resolve_images
 from infra.k8s.platform import DATA_SCIENTISTS, ML_ENGINEERS
@@ -108,22 +109,13 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             tags=stack_tags,
         ),
     )
-    registry = ContainerRegistry(
-        "aws-images",
-        ContainerRegistryArgs(
-            account_id=account_id,
-            region=cloud.region,
-            project=project,
-            environment=environment,
-            images=IMAGES,
-            push_role_arns=[deploy.role_arn],
-            pull_role_arns=[cluster.node_role_arn],
-            keep_last=settings.images.keep_last,
-            tags=stack_tags,
-            key_arn=store.key_arn,
-        ),
-    )
     namespace = project
+    # The image verifier (policy-controller's webhook) reads the images' signatures from the registry.
+    verifier = (
+        {VERIFIER: WorkloadRole(POLICY_CONTROLLER_NAMESPACE, VERIFIER_SERVICE_ACCOUNT, write=False, reaches="registry")}
+        if settings.images.verify_signatures
+        else {}
+    )
     workloads = WorkloadRoles(
         "aws-workloads",
         WorkloadRolesArgs(
@@ -134,9 +126,28 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             roles={
                 TRACKING: WorkloadRole(namespace, TRACKING, write=True),
                 SERVING: WorkloadRole(namespace, SERVING, write=False),
+                **verifier,
             },
             name_prefix=stem,
             tags=stack_tags,
+            repositories_arn=pulumi.Output.concat(
+                "arn:aws:ecr:", cloud.region, ":", account_id, ":repository/", stem, "/*"
+            ),
+        ),
+    )
+    registry = ContainerRegistry(
+        "aws-images",
+        ContainerRegistryArgs(
+            account_id=account_id,
+            region=cloud.region,
+            project=project,
+            environment=environment,
+            images=IMAGES,
+            push_role_arns=[deploy.role_arn],
+            pull_role_arns=[cluster.node_role_arn, *(workloads.role_arns[app] for app in verifier)],
+            keep_last=settings.images.keep_last,
+            tags=stack_tags,
+            key_arn=store.key_arn,
         ),
     )
     budget = Budget(

@@ -113,6 +113,8 @@ class AppAccount:
     namespace: str
     service_account: str
     write: bool
+    # False: no access to the bucket (the image verifier, which only reads the registry it is a reader of).
+    bucket: bool = True
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,9 @@ class WorkloadServiceAccounts(pulumi.ComponentResource):
                 member=f"serviceAccount:{args.project}.svc.id.goog[{spec.namespace}/{spec.service_account}]",
                 opts=on_account,
             )
+            self.emails[app] = account.email
+            if not spec.bucket:
+                continue
             # Bucket-level, not project-level: the app reaches its own bucket and nothing else.
             gcp.storage.BucketIAMMember(
                 f"{name}-{app}-bucket",
@@ -157,5 +162,4 @@ class WorkloadServiceAccounts(pulumi.ComponentResource):
                 member=account.email.apply(lambda email: f"serviceAccount:{email}"),
                 opts=on_account,
             )
-            self.emails[app] = account.email
         self.register_outputs({"emails": self.emails})

@@ -19,6 +19,7 @@ from infra.gcp.identity import (
 from infra.gcp.observability import Budget, BudgetArgs, Monitoring, MonitoringArgs
 from infra.gcp.registry import ContainerRegistry, ContainerRegistryArgs
 from infra.gcp.storage import Network, NetworkArgs, ObjectStore, ObjectStoreArgs
+from infra.k8s.admission import POLICY_CONTROLLER_NAMESPACE, VERIFIER, VERIFIER_SERVICE_ACCOUNT
 from infra.k8s.apps import SERVING, TRACKING, AppContext
 from infra.k8s.components import deploy_apps, resolve_images
 from infra.k8s.platform import DATA_SCIENTISTS, ML_ENGINEERS, google_subjects
@@ -109,20 +110,13 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             labels=labels,
         ),
     )
-    registry = ContainerRegistry(
-        "gcp-images",
-        ContainerRegistryArgs(
-            project=cloud.project,
-            region=cloud.region,
-            stack_project=project,
-            environment=environment,
-            push_members=[deploy.service_account_email.apply(lambda email: f"serviceAccount:{email}")],
-            pull_members=[cluster.node_service_account.apply(lambda email: f"serviceAccount:{email}")],
-            keep_last=settings.images.keep_last,
-            labels=labels,
-        ),
-    )
     namespace = project
+    # The image verifier (policy-controller's webhook) reads the images' signatures from the registry.
+    verifier = (
+        {VERIFIER: AppAccount(POLICY_CONTROLLER_NAMESPACE, VERIFIER_SERVICE_ACCOUNT, write=False, bucket=False)}
+        if settings.images.verify_signatures
+        else {}
+    )
     workloads = WorkloadServiceAccounts(
         "gcp-workloads",
         WorkloadServiceAccountsArgs(
@@ -132,7 +126,24 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             accounts={
                 TRACKING: AppAccount(namespace, TRACKING, write=True),
                 SERVING: AppAccount(namespace, SERVING, write=False),
+                **verifier,
             },
+        ),
+    )
+    registry = ContainerRegistry(
+        "gcp-images",
+        ContainerRegistryArgs(
+            project=cloud.project,
+            region=cloud.region,
+            stack_project=project,
+            environment=environment,
+            push_members=[deploy.service_account_email.apply(lambda email: f"serviceAccount:{email}")],
+            pull_members=[
+                cluster.node_service_account.apply(lambda email: f"serviceAccount:{email}"),
+                *(workloads.emails[app].apply(lambda email: f"serviceAccount:{email}") for app in verifier),
+            ],
+            keep_last=settings.images.keep_last,
+            labels=labels,
         ),
     )
     budget = Budget(

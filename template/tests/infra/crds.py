@@ -1,5 +1,7 @@
-"""Custom resources checked against the CRD schemas of the chart that installs them (the Argo Rollouts
-chart pinned in `infra/k8s/rollout.py`; its schemas are in `infra/k8s/crds/argo-rollouts.json`).
+"""Custom resources checked against the CRD schemas of the chart that installs them: the Argo Rollouts
+chart pinned in `infra/k8s/rollout.py` (`infra/k8s/crds/argo-rollouts.json`) and the sigstore
+policy-controller chart pinned in `infra/k8s/admission.py` (`infra/k8s/crds/policy-controller.json`, which
+also holds the chart's values schema, checked as Helm checks it).
 
 Strictly, as `kubectl apply` checks fields: an object schema that lists its properties and does not
 preserve unknown fields accepts no others (the API server would drop or refuse a misspelled field).
@@ -13,10 +15,13 @@ from typing import Any
 
 import jsonschema
 
+from infra.k8s.admission import POLICY_CONTROLLER_VERSION
 from infra.k8s.rollout import ROLLOUTS_VERSION
 from tests.conftest import ROOT
 
-SCHEMAS = ROOT / "infra" / "k8s" / "crds" / "argo-rollouts.json"
+CRDS = ROOT / "infra" / "k8s" / "crds"
+# Each vendored schema file and the chart version pinned in the program.
+SCHEMAS = {CRDS / "argo-rollouts.json": ROLLOUTS_VERSION, CRDS / "policy-controller.json": POLICY_CONTROLLER_VERSION}
 
 
 def _strict(schema: Any) -> Any:
@@ -34,14 +39,27 @@ def _strict(schema: Any) -> Any:
     return strict
 
 
+def _load(path: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(path.read_text())
+    assert data["chart_version"] == SCHEMAS[path], f"{path} is not of the pinned chart {SCHEMAS[path]}"
+    return data
+
+
 @functools.cache
 def validators() -> dict[str, tuple[str, jsonschema.Draft7Validator]]:
-    data = json.loads(SCHEMAS.read_text())
-    assert data["chart_version"] == ROLLOUTS_VERSION, f"{SCHEMAS} is not of the pinned chart {ROLLOUTS_VERSION}"
     return {
         kind: (entry["apiVersion"], jsonschema.Draft7Validator(_strict(entry["schema"])))
-        for kind, entry in data["schemas"].items()
+        for path in SCHEMAS
+        for kind, entry in _load(path)["schemas"].items()
     }
+
+
+def validate_policy_controller_values(values: dict[str, Any]) -> None:
+    """The chart's own values schema, as `helm install` applies it (not strict: it lists what it checks)."""
+    schema = _load(CRDS / "policy-controller.json")["values"]
+    error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(schema).iter_errors(values))
+    if error is not None:
+        raise error
 
 
 def validate_custom(obj: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from infra.config import load_stack
+from infra.k8s.admission import VERIFIER
 from infra.k8s.components import APPS_NOT_DEPLOYED
 from infra.naming import IMAGES
 from pipelines.plan.graph import Plan, PlannedResource
@@ -80,7 +81,7 @@ def test_the_rendered_stacks_pin_nothing_yet_and_deploy_no_app(plan_with: Any, s
 
 
 @pytest.mark.parametrize("stack", CLOUD_STACKS)
-def test_ecr_repositories_are_hardened_and_only_deploy_and_nodes_have_access(
+def test_ecr_repositories_are_hardened_and_only_deploy_nodes_and_verifier_have_access(
     plans: dict[str, Plan], stack: str
 ) -> None:
     plan = plans[stack]
@@ -99,15 +100,32 @@ def test_ecr_repositories_are_hardened_and_only_deploy_and_nodes_have_access(
         assert key_resource.inputs["enableKeyRotation"] is True
     account = plan.outputs["aws"]["deploy_role_arn"].split(":")[4]
     (nodes,) = [r for r in plan.of_type("aws:iam/role:Role") if r.inputs.get("name", "").endswith("-nodes")]
+    verifier = plan.outputs["aws"]["workload_roles"][VERIFIER]
     expected = {
         "DeployPushes": [plan.outputs["aws"]["deploy_role_arn"]],
-        "NodesPull": [f"arn:aws:iam::{account}:role/{nodes.inputs['name']}"],
+        "Pull": [f"arn:aws:iam::{account}:role/{nodes.inputs['name']}", verifier],
     }
     for policy in plan.of_type("aws:ecr/repositoryPolicy:RepositoryPolicy"):
         statements = json.loads(policy.inputs["policy"])["Statement"]
         assert {s["Sid"]: s["Principal"]["AWS"] for s in statements} == expected
-        pulls = next(s for s in statements if s["Sid"] == "NodesPull")["Action"]
+        pulls = next(s for s in statements if s["Sid"] == "Pull")["Action"]
         assert not [a for a in pulls if a in ("ecr:PutImage", "ecr:InitiateLayerUpload")], "nodes only pull"
+    # The image verifier reads the stack's repositories (signatures are images there) and nothing else.
+    (access,) = [
+        json.loads(p.inputs["policy"])
+        for p in plan.of_type("aws:iam/rolePolicy:RolePolicy")
+        if p.name.endswith(f"-{VERIFIER}")
+    ]
+    reads = {s["Sid"]: (s["Action"], s["Resource"]) for s in access["Statement"]}
+    assert reads["RegistryLogin"] == (["ecr:GetAuthorizationToken"], "*")
+    stem = next(iter(repositories)).split("/")[0]
+    assert settings.aws is not None
+    assert reads["ReadImages"][1] == f"arn:aws:ecr:{settings.aws.region}:{account}:repository/{stem}/*"
+    assert set(reads["ReadImages"][0]) == {
+        "ecr:BatchGetImage",
+        "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchCheckLayerAvailability",
+    }
     for lifecycle in plan.of_type("aws:ecr/lifecyclePolicy:LifecyclePolicy"):
         rules = json.loads(lifecycle.inputs["policy"])["rules"]
         counts = [r["selection"]["countNumber"] for r in rules if r["selection"]["countType"] == "imageCountMoreThan"]
@@ -116,7 +134,7 @@ def test_ecr_repositories_are_hardened_and_only_deploy_and_nodes_have_access(
 
 
 @pytest.mark.parametrize("stack", CLOUD_STACKS)
-def test_artifact_registry_has_cleanup_and_only_deploy_and_nodes_have_access(
+def test_artifact_registry_has_cleanup_and_only_deploy_nodes_and_verifier_have_access(
     plans: dict[str, Plan], stack: str
 ) -> None:
     plan = plans[stack]
@@ -136,9 +154,16 @@ def test_artifact_registry_has_cleanup_and_only_deploy_and_nodes_have_access(
         for m in plan.of_type("gcp:artifactregistry/repositoryIamMember:RepositoryIamMember")
     }
     deploy = f"serviceAccount:{plan.outputs['gcp']['deploy_service_account']}"
-    (nodes,) = [m for role, m in members if role == "roles/artifactregistry.reader"]
-    assert members == {("roles/artifactregistry.writer", deploy), ("roles/artifactregistry.reader", nodes)}
+    verifier = f"serviceAccount:{plan.outputs['gcp']['workload_service_accounts'][VERIFIER]}"
+    (nodes,) = [m for role, m in members if role == "roles/artifactregistry.reader" and m != verifier]
+    assert members == {
+        ("roles/artifactregistry.writer", deploy),
+        ("roles/artifactregistry.reader", nodes),
+        ("roles/artifactregistry.reader", verifier),
+    }
     assert "gke-nodes" in nodes
+    buckets = {m.inputs["member"] for m in plan.of_type("gcp:storage/bucketIAMMember:BucketIAMMember")}
+    assert verifier not in buckets, "the image verifier reads images, not the bucket"
 
 
 def workload(image: str) -> dict[str, Any]:

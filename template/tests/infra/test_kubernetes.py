@@ -183,8 +183,8 @@ def test_monitoring_release_rules_and_people_rbac(plans: dict[str, Plan]) -> Non
     plan = plans["prod"]
     release = plan.of_type("kubernetes:helm.sh/v3:Release")
     charts = {r.inputs["chart"]: r.inputs["version"] for r in release}
-    assert set(charts) == {"kube-prometheus-stack", "argo-rollouts"} and all(charts.values())
-    assert len(release) == 2 * len(plan.clouds), "both charts on every cluster"
+    assert set(charts) == {"kube-prometheus-stack", "argo-rollouts", "policy-controller"} and all(charts.values())
+    assert len(release) == 3 * len(plan.clouds), "the three charts on every cluster"
     rules = [r for r in plan.of_type("kubernetes:monitoring.coreos.com/v1:PrometheusRule")]
     alerts = {rule["alert"] for r in rules for group in r.inputs["spec"]["groups"] for rule in group["rules"]}
     assert alerts == {"ServingErrorRateHigh", "ServingLatencyP95High", "ModelInputDrift"}

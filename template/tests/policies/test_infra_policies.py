@@ -105,6 +105,7 @@ LOOSE_GITHUB_TRUST = json.dumps(
 )
 IS_SERVING = lambda p: p.get("metadata", {}).get("name") == "serving"  # noqa: E731
 ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"  # serving: a canary Rollout in every default stack
+IMAGE_POLICY = "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy"
 IS_SPOT = lambda p: p.get("capacityType") == "SPOT" or p.get("nodeConfig", {}).get("spot") is True  # noqa: E731
 
 # rule -> (resource type, which default resource, path, a violating value, whether a missing value violates)
@@ -525,6 +526,7 @@ def rollout_changed(path: str, value: Any) -> Callable[[list[PlannedResource]], 
 
 STACK_CASES: dict[str, Callable[[list[PlannedResource]], list[PlannedResource]]] = {
     "kubernetes-argoproj-rollout-enable-canary-analysis": rollout_changed("spec.strategy.canary.analysis", DELETE),
+    "kubernetes-sigstore-clusterimagepolicy-enable-signature-verification": without(IMAGE_POLICY),
     "aws-ecr-repository-configure-lifecycle": without("aws:ecr/lifecyclePolicy:LifecyclePolicy"),
     "kubernetes-apps-workload-disallow-foreign-registry": foreign_image,
     "aws-eks-cluster-enable-irsa": without("aws:iam/openIdConnectProvider:OpenIdConnectProvider"),
@@ -571,6 +573,51 @@ def test_a_canary_needs_its_analysis_template_and_a_canary_at_all(plans: dict[st
     assert any("is no AnalysisTemplate of this stack" in m for _, m in rule.stack_check(missing, Context()))
     blue_green = stack_resources(plans["prod"], rollout_changed("spec.strategy", {"blueGreen": {}}))
     assert any("no canary strategy" in m for _, m in rule.stack_check(blue_green, Context()))
+
+
+def _inputs_changed(type_: str, change: Callable[[dict[str, Any]], None]) -> Callable[..., list[PlannedResource]]:
+    def changed(resources: list[PlannedResource]) -> list[PlannedResource]:
+        result = []
+        for resource in resources:
+            if resource.type != type_:
+                result.append(resource)
+                continue
+            inputs = copy.deepcopy(resource.inputs)
+            change(inputs)
+            result.append(PlannedResource(**{**resource.__dict__, "inputs": inputs}))
+        return result
+
+    return changed
+
+
+def _static_pass(inputs: dict[str, Any]) -> None:
+    inputs["spec"]["authorities"] = [{"name": "anything", "static": {"action": "pass"}}]
+
+
+def _no_label(inputs: dict[str, Any]) -> None:
+    inputs["metadata"]["labels"].pop("policy.sigstore.dev/include", None)
+
+
+def _admit_unmatched(inputs: dict[str, Any]) -> None:
+    if inputs.get("chart") == "policy-controller":
+        inputs["values"]["webhook"]["configData"] = {"no-match-policy": "warn"}
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        (_inputs_changed(IMAGE_POLICY, _static_pass), "without a keyless signature of a named identity"),
+        (_inputs_changed("kubernetes:core/v1:Namespace", _no_label), "is not verified at admission"),
+        (_inputs_changed("kubernetes:helm.sh/v3:Release", _admit_unmatched), "no-match-policy is not deny"),
+        (without("kubernetes:helm.sh/v3:Release"), "no policy-controller verifies them"),
+    ],
+)
+def test_signature_verification_names_what_is_missing(plans: dict[str, Plan], change: Any, complaint: str) -> None:
+    rule = BY_NAME["kubernetes-sigstore-clusterimagepolicy-enable-signature-verification"]
+    assert rule.stack_check is not None
+    messages = [m for _, m in rule.stack_check(stack_resources(plans["prod"], change), Context())]
+    assert any(complaint in m for m in messages), messages
+    assert list(rule.stack_check(stack_resources(plans["local"], lambda r: r), Context())) == []
 
 
 def test_stack_rules_do_not_apply_to_an_empty_stack() -> None:

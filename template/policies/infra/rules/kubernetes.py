@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from infra.k8s.admission import INCLUDE_LABEL, POLICY_CONTROLLER_CHART, glob_matches
 from policies.infra.rules import Context, Props, Resource, Rule, Severity, as_list, dig
 
 ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"
@@ -20,6 +21,9 @@ LONG_RUNNING = (
 WORKLOADS = (*LONG_RUNNING, "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob")
 MAX_FIRST_WEIGHT = 25
 ALLOW_LOAD_BALANCER = "mlops/allow-load-balancer"
+NAMESPACE = "kubernetes:core/v1:Namespace"
+IMAGE_POLICY = "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy"
+HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
 ECR_REPOSITORY = "aws:ecr/repository:Repository"
 ARTIFACT_REPOSITORY = "gcp:artifactregistry/repository:Repository"
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
@@ -136,6 +140,66 @@ def _stack_registries_only(resources: list[Resource], ctx: Context) -> Iterable[
                 f"{resource.name}: container {container.get('name')} image {image!r} is from neither this "
                 "stack's registries nor an allowed third-party repository",
             )
+
+
+def _keyless(authority: Any) -> bool:
+    """A keyless authority that names who signed: every identity has an issuer and a subject."""
+    identities = as_list(dig(authority, "keyless", "identities"))
+    return bool(identities) and all(
+        (identity.get("issuer") or identity.get("issuerRegExp"))
+        and (identity.get("subject") or identity.get("subjectRegExp"))
+        for identity in identities
+    )
+
+
+def _own_images(resource: Resource, registries: list[tuple[str, str]]) -> list[str]:
+    images = [str(container.get("image") or "") for container in _containers(resource.props)]
+    return [image for image in images if any(_from_registry(repository_of(image), r) for r in registries)]
+
+
+def _verified_admission(resources: list[Resource], ctx: Context) -> Iterable[tuple[str | None, str]]:
+    registries = stack_registries(resources)
+    if not registries:
+        return  # a stack without registries of its own (local): its images are not the workflow's to sign
+    workloads = [(r, images) for r in resources if r.type in WORKLOADS and (images := _own_images(r, registries))]
+    if not workloads:
+        return
+    controllers = [r for r in resources if r.type == HELM_RELEASE and r.props.get("chart") == POLICY_CONTROLLER_CHART]
+    if not controllers:
+        yield None, "the stack runs images of its registries, but no policy-controller verifies them at admission"
+    elif not any(dig(r.props, "values", "webhook", "configData", "no-match-policy") == "deny" for r in controllers):
+        yield controllers[0].urn, "the policy-controller admits images no policy matches (no-match-policy is not deny)"
+    labels = {
+        dig(r.props, "metadata", "name"): dig(r.props, "metadata", "labels") or {}
+        for r in resources
+        if r.type == NAMESPACE
+    }
+    policies = [r for r in resources if r.type == IMAGE_POLICY]
+    unverified: set[str] = set()
+    for resource, images in workloads:
+        namespace = dig(resource.props, "metadata", "namespace") or "default"
+        if labels.get(namespace, {}).get(INCLUDE_LABEL) != "true" and namespace not in unverified:
+            unverified.add(namespace)
+            yield resource.urn, f'namespace {namespace} is not verified at admission (label {INCLUDE_LABEL}: "true")'
+        for image in images:
+            matching = [
+                policy
+                for policy in policies
+                if any(
+                    glob_matches(str(entry.get("glob")), image)
+                    for entry in as_list(dig(policy.props, "spec", "images"))
+                )
+            ]
+            if not matching:
+                yield resource.urn, f"{resource.name}: image {image!r} matches no ClusterImagePolicy of the stack"
+            for policy in matching:
+                authorities = as_list(dig(policy.props, "spec", "authorities"))
+                if not authorities or not all(_keyless(authority) for authority in authorities):
+                    yield (
+                        policy.urn,
+                        f"{resource.name}: ClusterImagePolicy {dig(policy.props, 'metadata', 'name')} admits image "
+                        f"{image!r} without a keyless signature of a named identity",
+                    )
 
 
 def _load_balancer(props: Props, ctx: Context) -> Iterable[str]:
@@ -292,6 +356,15 @@ RULES = [
         "repository in allowed_repositories.",
         stack_check=_stack_registries_only,
         config_defaults={"allowed_repositories": THIRD_PARTY_REPOSITORIES},
+    ),
+    Rule(
+        "kubernetes-sigstore-clusterimagepolicy-enable-signature-verification",
+        "A digest says what an image is, not who built it: without verification at admission, anyone who can "
+        "push to the registry can run code in the cluster.",
+        Severity.HIGH,
+        "Keep images.verify_signatures: true: the stack deploys the sigstore policy-controller, labels the app "
+        "namespace and admits only images its images workflow signed keylessly (infra/k8s/admission.py).",
+        stack_check=_verified_admission,
     ),
     Rule(
         "kubernetes-core-service-disallow-load-balancer",
