@@ -22,6 +22,9 @@ NODE_ROLES = [
     "roles/artifactregistry.reader",
 ]
 ENCRYPTER = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+# A private cluster's control plane reaches the nodes on 443 and 10250 only; an admission webhook that
+# listens elsewhere needs its port opened from the control plane's range (policy-controller: 8443).
+WEBHOOK_PORTS = ["8443"]
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,17 @@ class Cluster(pulumi.ComponentResource):
             ),
             deletion_protection=args.deletion_protection,
             resource_labels=args.labels,
+            opts=child,
+        )
+        gcp.compute.Firewall(
+            f"{name}-webhooks",
+            project=args.project,
+            network=args.network_id,
+            direction="INGRESS",
+            description=f"{args.cluster_name}: the control plane calls the admission webhooks on the nodes",
+            source_ranges=[str(args.master_cidr)],
+            target_service_accounts=[nodes.email],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=WEBHOOK_PORTS)],
             opts=child,
         )
         self.name = cluster.name

@@ -14,6 +14,7 @@ GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 # equivalent of the AWS ARN patterns, so the project is the boundary (one project per environment is best).
 DEPLOY_ROLES = [
     "roles/compute.networkAdmin",
+    "roles/compute.securityAdmin",  # the firewall rule that lets the control plane reach admission webhooks
     "roles/container.admin",
     "roles/storage.admin",
     "roles/cloudkms.admin",

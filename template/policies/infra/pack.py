@@ -18,11 +18,11 @@ from pulumi_policy import (
 )
 from pulumi_policy import Severity as PulumiSeverity
 
-from policies.infra.rules import Context, Enforcement, Resource, Rule, aws, gcp, governance, kubernetes
+from policies.infra.rules import Context, Enforcement, Resource, Rule, aws, gcp, governance, images, kubernetes
 
 PACK_NAME = "mlops-infra"
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
-RULES: list[Rule] = [*aws.RULES, *gcp.RULES, *kubernetes.RULES, *governance.RULES]
+RULES: list[Rule] = [*aws.RULES, *gcp.RULES, *kubernetes.RULES, *images.RULES, *governance.RULES]
 BY_NAME = {rule.name: rule for rule in RULES}
 
 

@@ -21,7 +21,7 @@ from pipelines.containers.contexts import DOCKERFILES, context_id, copied_paths,
 from pipelines.images.pins import images_block, pins_in, request_pin, set_images
 from pipelines.images.status import next_steps, status
 from pipelines.images.targets import push_targets
-from policies.infra.rules.kubernetes import THIRD_PARTY_REPOSITORIES, repository_of
+from policies.infra.rules.images import THIRD_PARTY_REPOSITORIES, repository_of
 from tests.conftest import ROOT, git, git_repository
 
 PROJECT = project_name(ROOT)

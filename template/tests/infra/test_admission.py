@@ -16,18 +16,14 @@ from infra.k8s.objects import POSTGRES_IMAGE
 from infra.settings import Settings
 from pipelines.plan.graph import Plan
 from pipelines.plan.policy import check_plan
+from policies.infra.rules.kubernetes import WORKLOADS
 from tests.conftest import ROOT
 from tests.infra.crds import validate_custom, validate_policy_controller_values
-from tests.planning import containers, key
+from tests.planning import key
 
 POLICY = "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 NAMESPACE = "kubernetes:core/v1:Namespace"
-WORKLOADS = (
-    "kubernetes:apps/v1:Deployment",
-    "kubernetes:apps/v1:StatefulSet",
-    "kubernetes:argoproj.io/v1alpha1:Rollout",
-)
 DIGEST = "sha256:" + "b" * 64
 ECR_IMAGE = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/p-dev/serving@{DIGEST}"
 TAGS = {"project": "p", "environment": "dev"}
@@ -112,6 +108,13 @@ def test_only_the_images_workflow_on_main_signs_and_others_pass_as_reviewed_dige
     assert admission.controller_values({})["webhook"]["configData"] == {"no-match-policy": "deny"}
 
 
+def _containers(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every container of a workload's pod template (a CronJob's is under its jobTemplate)."""
+    spec = inputs["spec"]
+    pod = (spec.get("jobTemplate", {}).get("spec") or spec)["template"]["spec"]
+    return [*pod.get("initContainers", []), *pod["containers"]]
+
+
 def _admitted_by(plan: Plan, cluster: str, image: str) -> list[dict[str, Any]]:
     """The policies of one cluster (`aws`/`gcp`: each cloud's resources are named after it) matching an image."""
     return [
@@ -129,9 +132,9 @@ def test_every_pod_of_a_cloud_stack_is_covered_by_exactly_one_policy(plans: dict
     assert settings.github is not None
     signer = admission.signer_subject(settings.github.repository)
     workloads = [r for type_ in WORKLOADS for r in plan.of_type(type_)]
-    assert workloads
+    assert {"kubernetes:batch/v1:CronJob", "kubernetes:apps/v1:StatefulSet"} <= {r.type for r in workloads}
     for workload in workloads:
-        for container in containers(workload):
+        for container in _containers(workload.inputs):
             (policy,) = _admitted_by(plan, workload.name.split("-", 1)[0], container["image"])
             authorities = policy["spec"]["authorities"]
             if container["image"] in admission.THIRD_PARTY_IMAGES:

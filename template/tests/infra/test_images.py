@@ -17,7 +17,8 @@ from pipelines.plan.graph import Plan, PlannedResource
 from pipelines.plan.policy import check_plan, engine_props
 from policies.infra.pack import BY_NAME
 from policies.infra.rules import Context, Resource
-from policies.infra.rules.kubernetes import THIRD_PARTY_REPOSITORIES, WORKLOADS
+from policies.infra.rules.images import THIRD_PARTY_REPOSITORIES
+from policies.infra.rules.kubernetes import WORKLOADS
 from tests.conftest import LOCAL_REGISTRY, ROOT
 from tests.planning import DIGESTS, STACKS, key, stack_images
 
