@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -118,17 +120,18 @@ def test_special_characters_in_free_text_render_valid_files(tmp_path: Path) -> N
 
 
 WORKFLOWS = {"ci.yml", "preview.yml", "promote.yml", "deploy.yml", "drift.yml", "images.yml"}
-# Current major versions; v8 of setup-uv publishes exact tags only.
+# Every third-party action by full commit SHA, its release as the line's comment (../shared/ACTION-PINS.md).
 PINNED = {
-    "docker/login-action": "v4",
-    "docker/setup-buildx-action": "v4",
-    "docker/build-push-action": "v7",
-    "actions/checkout": "v6",
-    "astral-sh/setup-uv": "v8.3.2",
-    "pulumi/actions": "v7",
-    "aws-actions/configure-aws-credentials": "v6",
-    "google-github-actions/auth": "v3",
-    "sigstore/cosign-installer": "6f9f17788090df1f26f669e9d70d6ae9567deba6",  # v4.1.2 (../shared/ACTION-PINS.md)
+    "actions/checkout": ("3d3c42e5aac5ba805825da76410c181273ba90b1", "v7.0.1"),
+    "actions/create-github-app-token": ("1b10c78c7865c340bc4f6099eb2f838309f1e8c3", "v3.1.1"),
+    "astral-sh/setup-uv": ("20cfd1bf945f4377ade1205e4dbc17946fc9a30d", "v10.0.1"),
+    "aws-actions/configure-aws-credentials": ("e6de054238d6b7531b4efff3b6587d9aade6a06c", "v6.2.3"),
+    "docker/build-push-action": ("53b7df96c91f9c12dcc8a07bcb9ccacbed38856a", "v7.3.0"),
+    "docker/login-action": ("4907a6ddec9925e35a0a9e82d7399ccc52663121", "v4.1.0"),
+    "docker/setup-buildx-action": ("37fe631027851001ddb9b187196cc803df7f5f0e", "v4.3.0"),
+    "google-github-actions/auth": ("7c6bc770dae815cd3e89ee6cdf493a5fab2cc093", "v3.0.0"),
+    "pulumi/actions": ("8e5e406f4007fca908480587cb9893c07090f58d", "v7.0.0"),
+    "sigstore/cosign-installer": ("6f9f17788090df1f26f669e9d70d6ae9567deba6", "v4.1.2"),
 }
 # A workflow step only calls the tools whose logic is tested here (thin workflows).
 RUN_COMMANDS = (
@@ -157,6 +160,22 @@ def test_workflows_pass_actionlint(rendered: tuple[str, Path]) -> None:
     assert f"{len(files)} file(s), 0 problem(s)" in result.stdout
 
 
+def test_workflows_pass_zizmor(rendered: tuple[str, Path]) -> None:
+    """GitHub Actions' security audit (offline): no finding of medium or high severity."""
+    _, project = rendered
+    zizmor = Path(sys.executable).parent / "zizmor"
+    assert zizmor.is_file(), f"no zizmor at {zizmor}: run `make install`"
+    result = subprocess.run(
+        [str(zizmor), "--offline", "--collect=all", "--format=json", "--min-severity=medium", str(project)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    findings = json.loads(result.stdout or "[]")
+    assert findings == [], [(f["ident"], f["locations"][0]["symbolic"]["key"]) for f in findings]
+    assert result.returncode == 0, result.stderr
+
+
 def _steps(project: Path) -> list[tuple[str, str, dict[str, object]]]:
     found = []
     for path in sorted((project / ".github").rglob("*.yml")):
@@ -174,9 +193,14 @@ def test_release_workflows_are_thin_pinned_and_least_privileged(rendered: tuple[
     used = set()
     for workflow, job, step in _steps(project):
         if "uses" in step and not str(step["uses"]).startswith("./"):
-            action, version = str(step["uses"]).split("@")
-            assert PINNED.get(action) == version, f"{workflow}/{job}: {step['uses']}"
+            action, sha = str(step["uses"]).split("@")
+            assert PINNED.get(action, ("",))[0] == sha, f"{workflow}/{job}: {step['uses']} is not pinned by its SHA"
             used.add(action)
+    for path in (project / ".github").rglob("*.yml"):
+        for line in path.read_text().splitlines():
+            if "uses: " in line and "uses: ./" not in line:
+                action, sha = line.split("uses: ", 1)[1].split("  #", 1)[0].strip().split("@")
+                assert f"@{sha}  # {PINNED[action][1]}" in line, f"{path.name}: {line.strip()} names no release"
         for line in str(step.get("run", "")).strip().splitlines():
             line = line.strip()
             if line and line not in ("done",) and not line.startswith(("for ", "uv run --frozen mlops report")):
