@@ -227,7 +227,6 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
         "iam:CreateServiceLinkedRole",
     ],
     "eks": [
-        "eks:CreateCluster",
         "eks:DeleteCluster",
         "eks:UpdateClusterConfig",
         "eks:UpdateClusterVersion",
@@ -257,7 +256,6 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
         "sns:DeleteTopic",
         "sns:SetTopicAttributes",
         "sns:Subscribe",
-        "sns:Unsubscribe",
         "sns:TagResource",
     ],
     "budgets": ["budgets:ModifyBudget", "budgets:TagResource"],
@@ -278,6 +276,12 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
         *ECR_PUSH_ACTIONS,
     ],
 }
+# Creations that no resource ARN can scope (AWS's catalog lists only `*` for them): allowed on `*` only
+# when the request tags the new resource `project=<project>`.
+DEPLOY_CREATE_UNSCOPED = ["eks:CreateCluster", "kms:CreateKey"]
+# Writes that neither an ARN nor a condition key can scope (the catalog lists `*` and no condition key):
+# sns:Unsubscribe names a subscription, so the role may end any subscription of the account.
+DEPLOY_WRITE_UNSCOPED = ["sns:Unsubscribe"]
 # EC2 and KMS name nothing at creation: their writes are allowed only on resources tagged `project=<project>`.
 DEPLOY_WRITE_BY_TAG = [
     "ec2:CreateVpc",
@@ -302,7 +306,6 @@ DEPLOY_WRITE_BY_TAG = [
     "ec2:CreateTags",
     "ec2:CreateLaunchTemplate",
     "ec2:DeleteLaunchTemplate",
-    "kms:CreateKey",
     "kms:ScheduleKeyDeletion",
     "kms:EnableKeyRotation",
     "kms:PutKeyPolicy",
@@ -345,6 +348,16 @@ def deploy_policy(account_id: str, region: str, name_prefix: str, project: str) 
                 "Resource": arn_patterns[service],
             }
         )
+    statements += [
+        {
+            "Sid": "CreateUnscopedTagged",
+            "Effect": "Allow",
+            "Action": DEPLOY_CREATE_UNSCOPED,
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:RequestTag/project": project}},
+        },
+        {"Sid": "WriteUnscoped", "Effect": "Allow", "Action": DEPLOY_WRITE_UNSCOPED, "Resource": "*"},
+    ]
     tagged = [f"arn:aws:ec2:{region}:{account_id}:*", f"arn:aws:kms:{region}:{account_id}:*"]
     # Creating: the request must carry the tag. Changing or deleting: the resource must already carry it.
     for sid, condition_key in (("CreateTagged", "aws:RequestTag/project"), ("ChangeTagged", "aws:ResourceTag/project")):
