@@ -279,8 +279,8 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
 # Creations that no resource ARN can scope (AWS's catalog lists only `*` for them): allowed on `*` only
 # when the request tags the new resource `project=<project>`.
 DEPLOY_CREATE_UNSCOPED = ["eks:CreateCluster", "kms:CreateKey"]
-# Writes that neither an ARN nor a condition key can scope (the catalog lists `*` and no condition key):
-# sns:Unsubscribe names a subscription, so the role may end any subscription of the account.
+# Writes that no ARN and no key of their own can scope (the catalog lists `*` and no condition key):
+# sns:Unsubscribe names a subscription; only the global aws:RequestedRegion narrows it, to the stack's region.
 DEPLOY_WRITE_UNSCOPED = ["sns:Unsubscribe"]
 # EC2 and KMS name nothing at creation: their writes are allowed only on resources tagged `project=<project>`.
 DEPLOY_WRITE_BY_TAG = [
@@ -356,7 +356,13 @@ def deploy_policy(account_id: str, region: str, name_prefix: str, project: str) 
             "Resource": "*",
             "Condition": {"StringEquals": {"aws:RequestTag/project": project}},
         },
-        {"Sid": "WriteUnscoped", "Effect": "Allow", "Action": DEPLOY_WRITE_UNSCOPED, "Resource": "*"},
+        {
+            "Sid": "WriteUnscoped",
+            "Effect": "Allow",
+            "Action": DEPLOY_WRITE_UNSCOPED,
+            "Resource": "*",
+            "Condition": {"StringEquals": {"aws:RequestedRegion": region}},
+        },
     ]
     tagged = [f"arn:aws:ec2:{region}:{account_id}:*", f"arn:aws:kms:{region}:{account_id}:*"]
     # Creating: the request must carry the tag. Changing or deleting: the resource must already carry it.
