@@ -207,6 +207,15 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
         "s3:GetLifecycleConfiguration",
         "s3:GetBucketTagging",
         "s3:ListBucket",
+        # The provider reads every sub-configuration of a bucket, whether the stack sets it or not.
+        "s3:GetBucketAcl",
+        "s3:GetBucketCORS",
+        "s3:GetBucketWebsite",
+        "s3:GetBucketLogging",
+        "s3:GetBucketRequestPayment",
+        "s3:GetBucketObjectLockConfiguration",
+        "s3:GetAccelerateConfiguration",
+        "s3:GetReplicationConfiguration",
     ],
     "iam": [
         "iam:CreateRole",
@@ -223,7 +232,10 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
         "iam:CreateOpenIDConnectProvider",
         "iam:DeleteOpenIDConnectProvider",
         "iam:TagOpenIDConnectProvider",
+        "iam:UntagOpenIDConnectProvider",
         "iam:UpdateOpenIDConnectProviderThumbprint",
+        "iam:AddClientIDToOpenIDConnectProvider",
+        "iam:RemoveClientIDFromOpenIDConnectProvider",
         "iam:CreateServiceLinkedRole",
     ],
     "eks": [
@@ -241,6 +253,9 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
         "eks:UpdateAccessEntry",
         "eks:AssociateAccessPolicy",
         "eks:DisassociateAccessPolicy",
+        "eks:CreateAddon",
+        "eks:UpdateAddon",
+        "eks:DeleteAddon",
     ],
     "logs": [
         "logs:CreateLogGroup",
@@ -257,6 +272,7 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
         "sns:SetTopicAttributes",
         "sns:Subscribe",
         "sns:TagResource",
+        "sns:UntagResource",
     ],
     "budgets": ["budgets:ModifyBudget", "budgets:TagResource"],
     "ecr": [
@@ -280,14 +296,16 @@ DEPLOY_WRITE_BY_NAME: dict[str, list[str]] = {
 # when the request tags the new resource `project=<project>`.
 DEPLOY_CREATE_UNSCOPED = ["eks:CreateCluster", "kms:CreateKey"]
 # Writes that no ARN and no key of their own can scope (the catalog lists `*` and no condition key):
-# sns:Unsubscribe names a subscription; only the global aws:RequestedRegion narrows it, to the stack's region.
-DEPLOY_WRITE_UNSCOPED = ["sns:Unsubscribe"]
+# the SNS subscription calls name a subscription; only the global aws:RequestedRegion narrows them, to the
+# stack's region.
+DEPLOY_WRITE_UNSCOPED = ["sns:Unsubscribe", "sns:SetSubscriptionAttributes"]
 # EC2 and KMS name nothing at creation: their writes are allowed only on resources tagged `project=<project>`.
 DEPLOY_WRITE_BY_TAG = [
     "ec2:CreateVpc",
     "ec2:DeleteVpc",
     "ec2:ModifyVpcAttribute",
     "ec2:CreateSubnet",
+    "ec2:ModifySubnetAttribute",
     "ec2:DeleteSubnet",
     "ec2:CreateInternetGateway",
     "ec2:DeleteInternetGateway",
@@ -310,7 +328,10 @@ DEPLOY_WRITE_BY_TAG = [
     "kms:EnableKeyRotation",
     "kms:PutKeyPolicy",
     "kms:TagResource",
+    "kms:UntagResource",
+    "kms:UpdateKeyDescription",
     "kms:CreateAlias",
+    "kms:UpdateAlias",
     "kms:DeleteAlias",
     "kms:CreateGrant",
 ]
@@ -329,6 +350,7 @@ def deploy_policy(account_id: str, region: str, name_prefix: str, project: str) 
             f"arn:aws:eks:{region}:{account_id}:cluster/{name_prefix}-*",
             f"arn:aws:eks:{region}:{account_id}:nodegroup/{name_prefix}-*/*/*",
             f"arn:aws:eks:{region}:{account_id}:access-entry/{name_prefix}-*/*",
+            f"arn:aws:eks:{region}:{account_id}:addon/{name_prefix}-*/*/*",
         ],
         "logs": [f"arn:aws:logs:{region}:{account_id}:log-group:/aws/*/{name_prefix}-*"],
         "cloudwatch": [f"arn:aws:cloudwatch:{region}:{account_id}:alarm:{name_prefix}-*"],
