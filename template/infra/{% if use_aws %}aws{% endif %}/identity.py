@@ -10,15 +10,8 @@ from typing import Literal
 import pulumi
 import pulumi_aws as aws
 
-from infra.aws.documents import (
-    GITHUB_OIDC_HOST,
-    STS_AUDIENCE,
-    bucket_access,
-    deploy_policy,
-    github_trust,
-    irsa_trust,
-    registry_read,
-)
+from infra.aws.deploy_policy import deploy_policy
+from infra.aws.documents import GITHUB_OIDC_HOST, STS_AUDIENCE, bucket_access, github_trust, irsa_trust, registry_read
 
 
 @dataclass(frozen=True)
