@@ -28,6 +28,14 @@ AUTH_DATABASE = "mlflow_auth"
 DB_SECRET = "mlflow-database"  # noqa: S105 (a Secret\'s name, not a password)
 AUTH_SECRET = "mlflow-auth"  # noqa: S105 (a Secret\'s name, not a password)
 SERVING_CREDENTIALS = "serving-mlflow-credentials"
+DRIFT_CREDENTIALS = "drift-mlflow-credentials"
+ADMIN_CREDENTIALS = "mlflow-admin-credentials"  # mounted by the users Job only
+# The tracking server's app users, made by the users Job (apps/tracking/users.py): each app signs in as
+# itself. `serving` reads; `drift` reads and records in its experiment; nothing else is the admin.
+USERS_JOB = "mlflow-users"
+SERVING_USER = "serving"
+DRIFT_USER = "drift"
+DRIFT_EXPERIMENT = "drift"
 MINIO_SECRET = "minio-root"  # noqa: S105 (a Secret\'s name, not a password)
 # Created by you when tracking.database is `external` (key `password`).
 EXTERNAL_DB_SECRET = "mlflow-external-database"  # noqa: S105 (a name)

@@ -99,14 +99,15 @@ class TrackingServer(pulumi.ComponentResource):
                     },
                 )
             )
-            secrets.append(
-                secret(
-                    apps.SERVING_CREDENTIALS,
-                    ctx.namespace,
-                    ctx.labels(apps.SERVING),
-                    {"username": "admin", "password": admin},
-                )
+            users = (
+                (apps.ADMIN_CREDENTIALS, apps.USERS_JOB, "admin", admin),
+                (apps.SERVING_CREDENTIALS, apps.SERVING, apps.SERVING_USER, random_password(f"{name}-serving", self)),
+                (apps.DRIFT_CREDENTIALS, apps.DRIFT, apps.DRIFT_USER, random_password(f"{name}-drift", self)),
             )
+            for secret_name, app, username, password in users:
+                secrets.append(
+                    secret(secret_name, ctx.namespace, ctx.labels(app), {"username": username, "password": password})
+                )
         if args.minio_bucket is not None:
             minio_labels = ctx.labels(apps.MINIO)
             secrets.append(
@@ -123,7 +124,9 @@ class TrackingServer(pulumi.ComponentResource):
             ready += apply_all(name, tracking.minio_objects(ctx, args.minio_bucket), self, ready).values()
         if settings.database == "postgres":
             ready += apply_all(name, tracking.postgres_objects(ctx, settings), self, ready).values()
-        apply_all(name, tracking.tracking_objects(ctx, settings, args.image), self, ready)
+        server = apply_all(name, tracking.tracking_objects(ctx, settings, args.image), self, ready)
+        if settings.auth:  # the app users, once the server answers
+            apply_all(name, [tracking.users_job(ctx, args.image)], self, list(server.values()))
         self.url = ctx.tracking_uri()
         self.admin_password = pulumi.Output.secret(admin)
         self.register_outputs({"url": self.url})

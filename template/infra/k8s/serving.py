@@ -10,6 +10,7 @@ from typing import Any
 from infra.k8s import rollout
 from infra.k8s.apps import (
     DRIFT,
+    DRIFT_CREDENTIALS,
     SERVING,
     SERVING_CREDENTIALS,
     SERVING_PORT,
@@ -45,12 +46,13 @@ def monitoring_env(monitoring: MonitoringSettings) -> list[Obj]:
     ]
 
 
-def _tracking_credentials(tracking_auth: bool) -> list[Obj]:
+def _tracking_credentials(tracking_auth: bool, credentials: str = SERVING_CREDENTIALS) -> list[Obj]:
+    """The app's own MLflow user (made by the tracking server's users Job), never the admin."""
     if not tracking_auth:
         return []
     return [
-        secret_env("MLFLOW_TRACKING_USERNAME", SERVING_CREDENTIALS, "username"),
-        secret_env("MLFLOW_TRACKING_PASSWORD", SERVING_CREDENTIALS, "password"),
+        secret_env("MLFLOW_TRACKING_USERNAME", credentials, "username"),
+        secret_env("MLFLOW_TRACKING_PASSWORD", credentials, "password"),
     ]
 
 
@@ -163,7 +165,7 @@ def drift_cronjob(
         "env": [
             env_var("HOME", "/tmp"),
             env_var("MLFLOW_DISABLE_TELEMETRY", "true"),
-            *_tracking_credentials(tracking_auth),
+            *_tracking_credentials(tracking_auth, DRIFT_CREDENTIALS),
         ],
         "resources": resources("250m", "512Mi"),
         "securityContext": container_security(),

@@ -7,16 +7,21 @@ from __future__ import annotations
 from typing import Any
 
 from infra.k8s.apps import (
+    ADMIN_CREDENTIALS,
     AUTH_DATABASE,
     AUTH_SECRET,
     DB_SECRET,
+    DRIFT_CREDENTIALS,
+    DRIFT_EXPERIMENT,
     EXTERNAL_DB_SECRET,
     MINIO,
     MINIO_SECRET,
     POSTGRES,
     POSTGRES_UID,
+    SERVING_CREDENTIALS,
     TRACKING,
     TRACKING_PORT,
+    USERS_JOB,
     AppContext,
     app_deployment,
     object_store_env,
@@ -115,6 +120,57 @@ def tracking_objects(ctx: AppContext, tracking: TrackingSettings, image: Any) ->
         cluster_service(TRACKING, ctx.namespace, labels, TRACKING_PORT),
         disruption_budget(TRACKING, ctx.namespace, labels),
     ]
+
+
+def users_job(ctx: AppContext, image: Any) -> Obj:
+    """Makes the app users through MLflow's auth API once the server answers (apps/tracking/users.py);
+    re-run on every change of the image (a Job is replaced, not changed) and idempotent."""
+    labels = ctx.labels(USERS_JOB)
+    credentials = {"admin": ADMIN_CREDENTIALS, "serving": SERVING_CREDENTIALS, "drift": DRIFT_CREDENTIALS}
+    container = {
+        "name": USERS_JOB,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [
+            "python",
+            "-m",
+            "apps.tracking.users",
+            f"--tracking-uri={ctx.tracking_uri()}",
+            "--admin=/etc/mlflow-users/admin",
+            "--user=/etc/mlflow-users/serving",
+            f"--user=/etc/mlflow-users/drift:{DRIFT_EXPERIMENT}",
+        ],
+        "env": [env_var("HOME", "/tmp"), env_var("MLFLOW_DISABLE_TELEMETRY", "true")],
+        "resources": resources("100m", "256Mi"),
+        "securityContext": container_security(),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            *({"name": name, "mountPath": f"/etc/mlflow-users/{name}", "readOnly": True} for name in credentials),
+        ],
+    }
+    volumes = [
+        scratch_volume("tmp"),
+        *({"name": name, "secret": {"secretName": secret}} for name, secret in credentials.items()),
+    ]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(USERS_JOB, ctx.namespace, labels),
+        "spec": {
+            "backoffLimit": 6,
+            "activeDeadlineSeconds": 900,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "OnFailure",
+                    "securityContext": pod_security(),
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
 
 
 def postgres_objects(ctx: AppContext, tracking: TrackingSettings) -> list[Obj]:

@@ -42,6 +42,7 @@ def app_objects(stack: str) -> list[Obj]:
     objects.append(serving.drift_cronjob(ctx, settings.monitoring, settings.images.serving, tracking_auth=True))
     objects.append(dashboard.dashboard_config_map(PROJECT, tags, settings.monitoring))
     objects += tracking.minio_objects(ctx, "bucket")
+    objects.append(tracking.users_job(ctx, "registry.example/tracking@sha256:" + "b" * 64))
     objects += [platform.namespace(PROJECT, tags), *platform.network_policies(PROJECT, tags, minio=True)]
     objects += platform.rbac_objects(PROJECT, tags, PROJECT, {})
     return objects
@@ -162,6 +163,41 @@ def test_tracking_server_has_auth_database_and_secrets(plans: dict[str, Plan]) -
         apps.SERVING_CREDENTIALS,
     }
     assert all(s.inputs["stringData"] == SECRET for s in secrets)  # generated passwords travel as Pulumi secrets
+    assert {apps.DRIFT_CREDENTIALS, apps.ADMIN_CREDENTIALS} <= {s.inputs["metadata"]["name"] for s in secrets}
+
+
+def _secrets_used(inputs: dict[str, Any]) -> set[str]:
+    spec = inputs["spec"]
+    pod = (spec.get("jobTemplate", {}).get("spec") or spec)["template"]["spec"]
+    names = {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
+    for container in pod["containers"]:
+        names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e}
+    return names
+
+
+def test_each_app_signs_in_to_mlflow_as_itself(plans: dict[str, Plan]) -> None:
+    """Serving and drift use their own users (made by the users Job); only that Job holds the admin's."""
+    plan = plans["prod"]
+    workloads = {
+        (r.inputs["metadata"]["name"], r.name.split("-", 1)[0]): r
+        for type_ in (
+            "kubernetes:argoproj.io/v1alpha1:Rollout",
+            "kubernetes:batch/v1:CronJob",
+            "kubernetes:batch/v1:Job",
+        )
+        for r in plan.of_type(type_)
+    }
+    for cluster in plan.clouds:
+        assert apps.SERVING_CREDENTIALS in _secrets_used(workloads[(apps.SERVING, cluster)].inputs)
+        assert apps.DRIFT_CREDENTIALS in _secrets_used(workloads[(apps.DRIFT, cluster)].inputs)
+        job = workloads[(apps.USERS_JOB, cluster)]
+        assert _secrets_used(job.inputs) == {apps.ADMIN_CREDENTIALS, apps.SERVING_CREDENTIALS, apps.DRIFT_CREDENTIALS}
+        assert any(d.endswith(f"::{cluster}-apps-tracking-deployment-{apps.TRACKING}") for d in job.dependencies)
+    pods = [
+        r for r in plan.resources if r.type.split(":")[-1] in ("Deployment", "StatefulSet", "Rollout", "Job", "CronJob")
+    ]
+    holders = {r.inputs["metadata"]["name"] for r in pods if apps.ADMIN_CREDENTIALS in _secrets_used(r.inputs)}
+    assert holders == {apps.USERS_JOB}
 
 
 def test_external_database_replaces_postgres(plan_with: Any) -> None:
