@@ -69,6 +69,39 @@ class Observability(pulumi.ComponentResource):
 
 
 @dataclass(frozen=True)
+class ChartRelease:
+    name: str
+    chart: str
+    version: str
+    repository: str
+
+
+def chart_release(
+    parent: pulumi.Resource,
+    name: str,
+    chart: ChartRelease,
+    *,
+    namespace: str,
+    values: dict[str, Any],
+    tags: dict[str, str],
+) -> k8s.helm.v3.Release:
+    """A pinned chart in a namespace of its own (restricted Pod Security), the namespace made first;
+    `<name>-namespace` and `<name>-<release>` are the resources' names."""
+    ns = apply(f"{name}-namespace", platform.namespace(namespace, tags), pulumi.ResourceOptions(parent=parent))
+    return k8s.helm.v3.Release(
+        f"{name}-{chart.name}",
+        name=chart.name,
+        chart=chart.chart,
+        version=chart.version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repository),
+        namespace=namespace,
+        values=values,
+        timeout=600,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=[ns]),
+    )
+
+
+@dataclass(frozen=True)
 class ProgressiveDeliveryArgs:
     tags: dict[str, str]
 
@@ -80,21 +113,13 @@ class ProgressiveDelivery(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ProgressiveDeliveryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:k8s:ProgressiveDelivery", name, None, opts)
-        ns = apply(
-            f"{name}-namespace",
-            platform.namespace(rollout.ROLLOUTS_NAMESPACE, args.tags),
-            pulumi.ResourceOptions(parent=self),
-        )
-        self.release = k8s.helm.v3.Release(
-            f"{name}-argo-rollouts",
-            name="argo-rollouts",
-            chart=rollout.ROLLOUTS_CHART,
-            version=rollout.ROLLOUTS_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=rollout.ROLLOUTS_REPO),
+        self.release = chart_release(
+            self,
+            name,
+            ChartRelease("argo-rollouts", rollout.ROLLOUTS_CHART, rollout.ROLLOUTS_VERSION, rollout.ROLLOUTS_REPO),
             namespace=rollout.ROLLOUTS_NAMESPACE,
             values=rollout.rollouts_values(),
-            timeout=600,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+            tags=args.tags,
         )
         self.register_outputs({"release": self.release.name})
 
@@ -118,21 +143,18 @@ class ImageAdmission(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: ImageAdmissionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:k8s:ImageAdmission", name, None, opts)
-        ns = apply(
-            f"{name}-namespace",
-            platform.namespace(admission.POLICY_CONTROLLER_NAMESPACE, args.tags),
-            pulumi.ResourceOptions(parent=self),
-        )
-        self.release = k8s.helm.v3.Release(
-            f"{name}-policy-controller",
-            name="policy-controller",
-            chart=admission.POLICY_CONTROLLER_CHART,
-            version=admission.POLICY_CONTROLLER_VERSION,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=admission.POLICY_CONTROLLER_REPO),
+        self.release = chart_release(
+            self,
+            name,
+            ChartRelease(
+                "policy-controller",
+                admission.POLICY_CONTROLLER_CHART,
+                admission.POLICY_CONTROLLER_VERSION,
+                admission.POLICY_CONTROLLER_REPO,
+            ),
             namespace=admission.POLICY_CONTROLLER_NAMESPACE,
             values=admission.controller_values(args.verifier_annotations),
-            timeout=600,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns]),
+            tags=args.tags,
         )
         globs = [pulumi.Output.from_input(image).apply(admission.repository_glob) for image in args.app_images]
         policies = admission.image_policies(args.tags["project"], globs, args.repository, args.tags)

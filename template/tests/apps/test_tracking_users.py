@@ -4,17 +4,14 @@ only in its experiment, a re-run converges and takes a rotated password."""
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from apps.tracking.server import SERVER_ENV, server_command
 from apps.tracking.users import AppUser, Credentials, ensure_users, main
-from pipelines.common.procs import LOOPBACK, Proc, choose_port, spawn, stop, wait_http
+from tests.tracking_servers import tracking_server
 
 pytestmark = pytest.mark.integration
 ADMIN = Credentials("admin", "admin-password-for-tests")
@@ -28,31 +25,12 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"database_uri = sqlite:///{home / 'auth.db'}\n"
         f"admin_username = {ADMIN.username}\nadmin_password = {ADMIN.password}\n"
     )
-    port = choose_port(0, "tracking server with basic auth")
-    bin_dir = Path(sys.executable).parent
-    command = server_command(
-        bin_dir / "mlflow", LOOPBACK, port, f"sqlite:///{home / 'mlflow.db'}", str(home / "artifacts")
-    )
     env = {
-        **SERVER_ENV,
         "MLFLOW_AUTH_CONFIG_PATH": str(home / "auth.ini"),
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "a-flask-secret-for-the-test-only",
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
     }
-    proc: Proc = spawn(
-        "auth-tracking",
-        [*command, "--app-name", "basic-auth"],
-        port=port,
-        log=home / "server.log",
-        url=f"http://{LOOPBACK}:{port}",
-        env=env,
-        cwd=home,
-    )
-    try:
-        wait_http(proc, "/health", timeout=120)
+    with tracking_server(home, "auth-tracking", ["--app-name", "basic-auth"], env) as proc:
         yield proc.url
-    finally:
-        stop(proc)
 
 
 def _as(uri: str, who: Credentials, method: str, path: str, **body: object) -> requests.Response:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from apps.tracking.server import SERVER_ENV, server_command
 from core.errors import EnvironmentProblem
 from core.registry import (
     CHAMPION,
@@ -20,39 +17,17 @@ from core.registry import (
     copy_version,
     registered_name,
 )
-from pipelines.common.procs import LOOPBACK, Proc, choose_port, spawn, stop, wait_http
+from pipelines.common.procs import LOOPBACK, Proc, choose_port
 from pipelines.local.environment import LocalEnvironment, UpSummary
+from tests.tracking_servers import tracking_server
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def second_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
-    home = tmp_path_factory.mktemp("second-mlflow")
-    port = choose_port(0, "second tracking server")
-    bin_dir = Path(sys.executable).parent
-    command = server_command(
-        bin_dir / "mlflow",
-        LOOPBACK,
-        port,
-        backend_store_uri=f"sqlite:///{home / 'mlflow.db'}",
-        artifact_root=str(home / "artifacts"),
-    )
-    env = {**SERVER_ENV, "PYTHONDONTWRITEBYTECODE": "", "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
-    proc = spawn(
-        "second-tracking",
-        command,
-        port=port,
-        log=home / "server.log",
-        url=f"http://{LOOPBACK}:{port}",
-        env=env,
-        cwd=home,
-    )
-    try:
-        wait_http(proc, "/health", timeout=120)
+    with tracking_server(tmp_path_factory.mktemp("second-mlflow"), "second-tracking") as proc:
         yield proc
-    finally:
-        stop(proc)
 
 
 def test_copy_between_two_servers_keeps_lineage_and_digest(
