@@ -122,6 +122,25 @@ def tracking_objects(ctx: AppContext, tracking: TrackingSettings, image: Any) ->
     ]
 
 
+def one_shot_job(
+    ctx: AppContext, name: str, labels: dict[str, str], container: Obj, volumes: list[Obj], **spec: int
+) -> Obj:
+    """A Job of one non-root container that retries until it succeeds and never sees the Kubernetes API."""
+    pod = {
+        "restartPolicy": "OnFailure",
+        "securityContext": pod_security(),
+        "automountServiceAccountToken": False,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(name, ctx.namespace, labels),
+        "spec": {**spec, "template": {"metadata": {"labels": labels}, "spec": pod}},
+    }
+
+
 def users_job(ctx: AppContext, image: Any) -> Obj:
     """Makes the app users through MLflow's auth API once the server answers (apps/tracking/users.py);
     re-run on every change of the image (a Job is replaced, not changed) and idempotent."""
@@ -152,25 +171,7 @@ def users_job(ctx: AppContext, image: Any) -> Obj:
         scratch_volume("tmp"),
         *({"name": name, "secret": {"secretName": secret}} for name, secret in credentials.items()),
     ]
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata(USERS_JOB, ctx.namespace, labels),
-        "spec": {
-            "backoffLimit": 6,
-            "activeDeadlineSeconds": 900,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    "securityContext": pod_security(),
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": volumes,
-                },
-            },
-        },
-    }
+    return one_shot_job(ctx, USERS_JOB, labels, container, volumes, backoffLimit=6, activeDeadlineSeconds=900)
 
 
 def postgres_objects(ctx: AppContext, tracking: TrackingSettings) -> list[Obj]:
@@ -302,23 +303,13 @@ def minio_objects(ctx: AppContext, bucket: str, storage_gb: int = 20) -> list[Ob
         "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
-    job = {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": metadata("minio-make-bucket", ctx.namespace, labels),
-        "spec": {
-            "backoffLimit": 10,
-            "ttlSecondsAfterFinished": 3600,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "restartPolicy": "OnFailure",
-                    "securityContext": pod_security(),
-                    "automountServiceAccountToken": False,
-                    "containers": [make_bucket],
-                    "volumes": [scratch_volume("tmp")],
-                },
-            },
-        },
-    }
+    job = one_shot_job(
+        ctx,
+        "minio-make-bucket",
+        labels,
+        make_bucket,
+        [scratch_volume("tmp")],
+        backoffLimit=10,
+        ttlSecondsAfterFinished=3600,
+    )
     return [claim, deployment, cluster_service(MINIO, ctx.namespace, labels, 9000), job]
