@@ -3,7 +3,8 @@
 For each choice it renders the template with default answers, runs `uv lock` there, and stores the
 result under template/ with the project's name replaced by the `project_slug` answer. Run it after
 changing the dependencies in template/pyproject.toml.jinja (`make lock`); a test checks that every
-stored lock still matches its pyproject. Packages already locked keep their versions unless
+stored lock still matches its pyproject. The checkov tool's lock (template/tools/checkov) is re-locked
+in place. Packages already locked keep their versions unless
 `--upgrade` is given (then everything resolves anew).
 """
 
@@ -43,6 +44,12 @@ def main(argv: list[str]) -> int:
             text = (project / "uv.lock").read_text()
         (TEMPLATE / LOCK_TEMPLATE.format(cloud=cloud)).write_text(template_lock(text, DEFAULT_SLUG))
         print(f"locked clouds={cloud}: {text.count('[[package]]')} packages in {time.monotonic() - started:.1f}s")
+    # The scanner's own lock (tools/checkov: its pins conflict with the Pulumi SDKs'), the same for every choice.
+    tool = TEMPLATE / "tools" / "checkov"
+    if upgrade:
+        (tool / "uv.lock").unlink(missing_ok=True)
+    run([uv, "lock", "--python", "3.11"], tool)
+    print(f"locked tools/checkov: {(tool / 'uv.lock').read_text().count('[[package]]')} packages")
     return 0
 
 

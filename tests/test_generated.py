@@ -28,6 +28,7 @@ def installed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
 def test_lock_matches_pyproject(installed: Path) -> None:
     assert shutil.which("uv"), "uv must be installed by the template's own dependencies"
     run(["uv", "lock", "--check", "--offline"], installed, env=CLEAN_ENV)
+    run(["uv", "lock", "--check", "--offline", "--project", "tools/checkov"], installed, env=CLEAN_ENV)
 
 
 def test_generated_lint_passes(installed: Path) -> None:

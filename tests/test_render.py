@@ -32,6 +32,7 @@ TOP_LEVEL = {
     "pyproject.toml",
     "stacks",
     "tests",
+    "tools",
     "uv.lock",
 }
 STACKS = {"Pulumi.local.yaml", "Pulumi.dev.yaml", "Pulumi.staging.yaml", "Pulumi.prod.yaml"}

@@ -105,17 +105,29 @@ class TrackingServer(pulumi.ComponentResource):
                 (apps.DRIFT_CREDENTIALS, apps.DRIFT, apps.DRIFT_USER, random_password(f"{name}-drift", self)),
             )
             for secret_name, app, username, password in users:
-                secrets.append(
-                    secret(secret_name, ctx.namespace, ctx.labels(app), {"username": username, "password": password})
-                )
+                values = {
+                    "username": username,
+                    "password": password,
+                    apps.CREDENTIALS_KEY: pulumi.Output.all(username, password).apply(
+                        lambda pair: tracking.client_credentials(*pair)
+                    ),
+                }
+                secrets.append(secret(secret_name, ctx.namespace, ctx.labels(app), values))
         if args.minio_bucket is not None:
             minio_labels = ctx.labels(apps.MINIO)
+            minio_password = random_password(f"{name}-minio", self)
             secrets.append(
                 secret(
                     apps.MINIO_SECRET,
                     ctx.namespace,
                     minio_labels,
-                    {"user": "mlflow", "password": random_password(f"{name}-minio", self)},
+                    {
+                        "user": "mlflow",
+                        "password": minio_password,
+                        apps.CREDENTIALS_KEY: minio_password.apply(
+                            lambda text: tracking.object_store_credentials("mlflow", text)
+                        ),
+                    },
                 )
             )
         created = apply_all(name, secrets, self)

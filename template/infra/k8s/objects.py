@@ -7,6 +7,7 @@ are passed in as Pulumi outputs and only placed, never parsed, so the same build
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 Obj = dict[str, Any]
@@ -88,8 +89,12 @@ def env_var(name: str, value: Any) -> Obj:
     return {"name": name, "value": value}
 
 
-def secret_env(name: str, secret: str, key: str) -> Obj:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}}
+def secret_files(volume: str, secret: str, directory: str, keys: Sequence[str]) -> tuple[Obj, Obj]:
+    """(mount, volume): the Secret's `keys` as read-only files in `directory`, readable by the pod's group
+    (its fsGroup) only. Secrets reach containers as files, never as environment variables."""
+    mount = {"name": volume, "mountPath": directory, "readOnly": True}
+    items = [{"key": key, "path": key} for key in keys]
+    return mount, {"name": volume, "secret": {"secretName": secret, "defaultMode": 0o440, "items": items}}
 
 
 def scratch_volume(name: str, size: str = "256Mi") -> Obj:

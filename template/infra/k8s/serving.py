@@ -9,6 +9,7 @@ from typing import Any
 
 from infra.k8s import rollout
 from infra.k8s.apps import (
+    CREDENTIALS_KEY,
     DRIFT,
     DRIFT_CREDENTIALS,
     SERVING,
@@ -30,7 +31,7 @@ from infra.k8s.objects import (
     pod_security,
     resources,
     scratch_volume,
-    secret_env,
+    secret_files,
 )
 from infra.naming import BATCH_TAINT
 from infra.settings import MonitoringSettings, ServingSettings
@@ -46,14 +47,12 @@ def monitoring_env(monitoring: MonitoringSettings) -> list[Obj]:
     ]
 
 
-def _tracking_credentials(tracking_auth: bool, credentials: str = SERVING_CREDENTIALS) -> list[Obj]:
-    """The app's own MLflow user (made by the tracking server's users Job), never the admin."""
+def _tracking_credentials(tracking_auth: bool, credentials: str = SERVING_CREDENTIALS) -> list[tuple[Obj, Obj]]:
+    """The app's own MLflow user (made by the tracking server's users Job), never the admin: its
+    ~/.mlflow/credentials file (HOME is /tmp; the Secret is mounted inside the scratch volume)."""
     if not tracking_auth:
         return []
-    return [
-        secret_env("MLFLOW_TRACKING_USERNAME", credentials, "username"),
-        secret_env("MLFLOW_TRACKING_PASSWORD", credentials, "password"),
-    ]
+    return [secret_files("mlflow-credentials", credentials, "/tmp/.mlflow", [CREDENTIALS_KEY])]
 
 
 def serving_objects(
@@ -88,7 +87,7 @@ def serving_objects(
     if serving.shadow is not None:  # scored beside the served version, answering nothing (apps/serving/shadow.py)
         env.append(env_var("SHADOW_MODEL_VERSION", str(serving.shadow.version)))
         env.append(env_var("SHADOW_SAMPLE_PCT", f"{serving.shadow.sample_pct:g}"))
-    env += _tracking_credentials(tracking_auth)
+    files = _tracking_credentials(tracking_auth)
     container = {
         "name": SERVING,
         "image": image,
@@ -100,9 +99,9 @@ def serving_objects(
         "startupProbe": http_probe("/readyz", "http", 5, 36),
         "readinessProbe": http_probe("/readyz", "http", 5, 3),
         "livenessProbe": http_probe("/livez", "http", 15, 3),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mount for mount, _ in files)],
     }
-    pod = system_pod(SERVING, [container], [scratch_volume("tmp", "2Gi")])
+    pod = system_pod(SERVING, [container], [scratch_volume("tmp", "2Gi"), *(volume for _, volume in files)])
     # The pinned version is visible on the pods, so `kubectl get pods -L` shows what each one serves.
     version = str(model.version) if model.version is not None else "unpinned"
     annotations = {"mlops/model": f"{ctx.environment}.{model.name}", "mlops/model-version": version}
@@ -157,23 +156,20 @@ def drift_cronjob(
     command += ["--registry-uri", ctx.tracking_uri(), "--record", "--format", "json"]
     if fail_on_drift:
         command.append("--fail-on-drift")
+    files = _tracking_credentials(tracking_auth, DRIFT_CREDENTIALS)
     container = {
         "name": DRIFT,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": command,
-        "env": [
-            env_var("HOME", "/tmp"),
-            env_var("MLFLOW_DISABLE_TELEMETRY", "true"),
-            *_tracking_credentials(tracking_auth, DRIFT_CREDENTIALS),
-        ],
+        "env": [env_var("HOME", "/tmp"), env_var("MLFLOW_DISABLE_TELEMETRY", "true")],
         "resources": resources("250m", "512Mi"),
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, *(mount for mount, _ in files)],
     }
     pod = {
         "serviceAccountName": SERVING,
-        "automountServiceAccountToken": True,
+        "automountServiceAccountToken": False,  # it calls MLflow and serving, never the Kubernetes API
         "securityContext": pod_security(10001),
         "restartPolicy": "Never",
         "tolerations": [
@@ -194,7 +190,7 @@ def drift_cronjob(
             }
         },
         "containers": [container],
-        "volumes": [scratch_volume("tmp", "1Gi")],
+        "volumes": [scratch_volume("tmp", "1Gi"), *(volume for _, volume in files)],
     }
     return {
         "apiVersion": "batch/v1",

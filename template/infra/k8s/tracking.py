@@ -17,14 +17,13 @@ from infra.k8s.apps import (
     MINIO,
     MINIO_SECRET,
     POSTGRES,
-    POSTGRES_UID,
     SERVING_CREDENTIALS,
     TRACKING,
     TRACKING_PORT,
     USERS_JOB,
     AppContext,
     app_deployment,
-    object_store_env,
+    object_store_access,
     service_account,
     system_pod,
 )
@@ -43,7 +42,7 @@ from infra.k8s.objects import (
     pod_security,
     resources,
     scratch_volume,
-    secret_env,
+    secret_files,
 )
 from infra.settings import TrackingSettings
 
@@ -59,8 +58,31 @@ def auth_config(admin_password: str, database_uri: str) -> str:
     )
 
 
+# Where the pods find their Secrets' files.
+DATABASE_DIR = "/etc/mlflow-database"
+AUTH_DIR = "/etc/mlflow"
+POSTGRES_FILES = "/etc/postgres"
+MINIO_ROOT_FILES = "/etc/minio-root"
+
+
+def client_credentials(username: str, password: str) -> str:
+    """An app user's ~/.mlflow/credentials, the file MLflow's clients read when no variable is set."""
+    return f"[mlflow]\nmlflow_tracking_username = {username}\nmlflow_tracking_password = {password}\n"
+
+
+def object_store_credentials(user: str, password: str) -> str:
+    """MinIO's key as boto3's shared-credentials file (AWS_SHARED_CREDENTIALS_FILE)."""
+    return f"[default]\naws_access_key_id = {user}\naws_secret_access_key = {password}\n"
+
+
+def launched(secrets: dict[str, str], command: list[Any]) -> list[Any]:
+    """`command` started by apps/tracking/launch.py with each variable read from its Secret's file."""
+    flags = [f"--secret={name}={path}" for name, path in secrets.items()]
+    return ["python", "-m", "apps.tracking.launch", *flags, "--", *command]
+
+
 def database_uri(tracking: TrackingSettings, namespace: str, database: str = "mlflow") -> str:
-    """The password is not in the URI: libpq reads it from PGPASSWORD."""
+    """The password is not in the URI: libpq reads it from PGPASSWORD (set from a file by the launcher)."""
     host = tracking.external_database_host or f"{POSTGRES}.{namespace}.svc.cluster.local"
     return f"postgresql://mlflow@{host}:5432/{database}"
 
@@ -80,31 +102,27 @@ def tracking_objects(ctx: AppContext, tracking: TrackingSettings, image: Any) ->
         "--artifacts-destination",
         ctx.artifacts_uri,
     ]
-    if tracking.auth:
-        command.append("--app-name=basic-auth")
+    store_env, files = object_store_access(ctx)
     env = [
         env_var("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
         env_var("MLFLOW_DISABLE_TELEMETRY", "true"),
         env_var("HOME", "/tmp"),
-        secret_env("PGPASSWORD", db_secret, "password"),
-        *object_store_env(ctx),
+        *store_env,
     ]
-    mounts: list[Obj] = [{"name": "tmp", "mountPath": "/tmp"}]
-    volumes = [scratch_volume("tmp", "1Gi")]
+    files.append(secret_files("database", db_secret, DATABASE_DIR, ["password"]))
+    secrets = {"PGPASSWORD": f"{DATABASE_DIR}/password"}
     if tracking.auth:
-        env += [
-            env_var("MLFLOW_AUTH_CONFIG_PATH", "/etc/mlflow/auth.ini"),
-            secret_env("MLFLOW_FLASK_SERVER_SECRET_KEY", AUTH_SECRET, "flask-secret-key"),
-        ]
-        mounts.append({"name": "auth", "mountPath": "/etc/mlflow", "readOnly": True})
-        volumes.append(
-            {"name": "auth", "secret": {"secretName": AUTH_SECRET, "items": [{"key": "auth.ini", "path": "auth.ini"}]}}
-        )
+        command.append("--app-name=basic-auth")
+        env.append(env_var("MLFLOW_AUTH_CONFIG_PATH", f"{AUTH_DIR}/auth.ini"))
+        files.append(secret_files("auth", AUTH_SECRET, AUTH_DIR, ["auth.ini", "flask-secret-key"]))
+        secrets["MLFLOW_FLASK_SERVER_SECRET_KEY"] = f"{AUTH_DIR}/flask-secret-key"
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}, *(mount for mount, _ in files)]
+    volumes = [scratch_volume("tmp", "1Gi"), *(volume for _, volume in files)]
     container = {
         "name": TRACKING,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": command,
+        "command": launched(secrets, command),
         "ports": [{"name": "http", "containerPort": TRACKING_PORT}],
         "env": env,
         "resources": resources(tracking.cpu, tracking.memory),
@@ -146,6 +164,10 @@ def users_job(ctx: AppContext, image: Any) -> Obj:
     re-run on every change of the image (a Job is replaced, not changed) and idempotent."""
     labels = ctx.labels(USERS_JOB)
     credentials = {"admin": ADMIN_CREDENTIALS, "serving": SERVING_CREDENTIALS, "drift": DRIFT_CREDENTIALS}
+    files = [
+        secret_files(name, secret, f"/etc/mlflow-users/{name}", ["username", "password"])
+        for name, secret in credentials.items()
+    ]
     container = {
         "name": USERS_JOB,
         "image": image,
@@ -164,19 +186,17 @@ def users_job(ctx: AppContext, image: Any) -> Obj:
         "securityContext": container_security(),
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
-            *({"name": name, "mountPath": f"/etc/mlflow-users/{name}", "readOnly": True} for name in credentials),
+            *(mount for mount, _ in files),
         ],
     }
-    volumes = [
-        scratch_volume("tmp"),
-        *({"name": name, "secret": {"secretName": secret}} for name, secret in credentials.items()),
-    ]
+    volumes = [scratch_volume("tmp"), *(volume for _, volume in files)]
     return one_shot_job(ctx, USERS_JOB, labels, container, volumes, backoffLimit=6, activeDeadlineSeconds=900)
 
 
 def postgres_objects(ctx: AppContext, tracking: TrackingSettings) -> list[Obj]:
     """A single-instance Postgres StatefulSet on a persistent volume (use `external` for a managed database)."""
     labels = ctx.labels(POSTGRES)
+    password_mount, password_volume = secret_files("password", DB_SECRET, POSTGRES_FILES, ["password"])
     init_sql = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -192,10 +212,12 @@ def postgres_objects(ctx: AppContext, tracking: TrackingSettings) -> list[Obj]:
             env_var("POSTGRES_USER", "mlflow"),
             env_var("POSTGRES_DB", "mlflow"),
             env_var("PGDATA", "/var/lib/postgresql/data/pgdata"),
-            secret_env("POSTGRES_PASSWORD", DB_SECRET, "password"),
+            env_var("POSTGRES_PASSWORD_FILE", f"{POSTGRES_FILES}/password"),  # the image's `_FILE` form
         ],
         "resources": resources("250m", "512Mi"),
-        "securityContext": container_security(POSTGRES_UID),
+        # The official image runs as any UID: its entrypoint gives initdb a passwd entry through
+        # nss_wrapper (files in /tmp), and the data directory belongs to whoever made it.
+        "securityContext": container_security(),
         "readinessProbe": {"exec": {"command": ["pg_isready", "-U", "mlflow"]}, "periodSeconds": 10},
         "livenessProbe": {
             "exec": {"command": ["pg_isready", "-U", "mlflow"]},
@@ -207,6 +229,7 @@ def postgres_objects(ctx: AppContext, tracking: TrackingSettings) -> list[Obj]:
             {"name": "run", "mountPath": "/var/run/postgresql"},
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "init", "mountPath": "/docker-entrypoint-initdb.d", "readOnly": True},
+            password_mount,
         ],
     }
     claim: Obj = {
@@ -219,7 +242,7 @@ def postgres_objects(ctx: AppContext, tracking: TrackingSettings) -> list[Obj]:
     if ctx.storage_class:
         claim["spec"]["storageClassName"] = ctx.storage_class
     pod = {
-        "securityContext": pod_security(POSTGRES_UID),
+        "securityContext": pod_security(),
         "automountServiceAccountToken": False,
         "nodeSelector": {"workload": "system"},
         "containers": [container],
@@ -227,6 +250,7 @@ def postgres_objects(ctx: AppContext, tracking: TrackingSettings) -> list[Obj]:
             scratch_volume("run", "16Mi"),
             scratch_volume("tmp"),
             {"name": "init", "configMap": {"name": "postgres-init"}},
+            password_volume,
         ],
     }
     stateful_set = {
@@ -248,10 +272,7 @@ def postgres_objects(ctx: AppContext, tracking: TrackingSettings) -> list[Obj]:
 def minio_objects(ctx: AppContext, bucket: str, storage_gb: int = 20) -> list[Obj]:
     """MinIO as the local stack's object store, plus a Job that creates the artifact bucket."""
     labels = ctx.labels(MINIO)
-    credentials = [
-        secret_env("MINIO_ROOT_USER", MINIO_SECRET, "user"),
-        secret_env("MINIO_ROOT_PASSWORD", MINIO_SECRET, "password"),
-    ]
+    root_mount, root_volume = secret_files("root", MINIO_SECRET, MINIO_ROOT_FILES, ["user", "password"])
     claim: Obj = {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -266,18 +287,25 @@ def minio_objects(ctx: AppContext, bucket: str, storage_gb: int = 20) -> list[Ob
         "imagePullPolicy": "IfNotPresent",
         "args": ["server", "/data"],
         "ports": [{"name": "http", "containerPort": 9000}],
-        "env": credentials,
+        "env": [  # MinIO reads an absolute path as it is (else relative to /run/secrets)
+            env_var("MINIO_ROOT_USER_FILE", f"{MINIO_ROOT_FILES}/user"),
+            env_var("MINIO_ROOT_PASSWORD_FILE", f"{MINIO_ROOT_FILES}/password"),
+        ],
         "resources": resources("250m", "512Mi"),
         "securityContext": container_security(),
         "readinessProbe": http_probe("/minio/health/ready", "http", 10, 3),
         "livenessProbe": http_probe("/minio/health/live", "http", 20, 3),
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "tmp", "mountPath": "/tmp"}, root_mount],
     }
     pod = {
         "securityContext": pod_security(),
         "automountServiceAccountToken": False,
         "containers": [container],
-        "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": MINIO}}, scratch_volume("tmp")],
+        "volumes": [
+            {"name": "data", "persistentVolumeClaim": {"claimName": MINIO}},
+            scratch_volume("tmp"),
+            root_volume,
+        ],
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -295,20 +323,20 @@ def minio_objects(ctx: AppContext, bucket: str, storage_gb: int = 20) -> list[Ob
         "image": MINIO_CLIENT_IMAGE,
         "command": ["/bin/sh", "-c"],
         "args": [
-            f'mc alias set local http://{MINIO}:9000 "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD" '
-            f"&& mc mb --ignore-existing local/{bucket}"
+            f'mc alias set local http://{MINIO}:9000 "$(cat {MINIO_ROOT_FILES}/user)" '
+            f'"$(cat {MINIO_ROOT_FILES}/password)" && mc mb --ignore-existing local/{bucket}'
         ],
-        "env": [*credentials, env_var("MC_CONFIG_DIR", "/tmp/mc")],
+        "env": [env_var("MC_CONFIG_DIR", "/tmp/mc")],
         "resources": resources("100m", "128Mi"),
         "securityContext": container_security(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}, root_mount],
     }
     job = one_shot_job(
         ctx,
         "minio-make-bucket",
         labels,
         make_bucket,
-        [scratch_volume("tmp")],
+        [scratch_volume("tmp"), root_volume],
         backoffLimit=10,
         ttlSecondsAfterFinished=3600,
     )

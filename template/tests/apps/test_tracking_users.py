@@ -4,6 +4,9 @@ only in its experiment, a re-run converges and takes a rotated password."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 import requests
 
 from apps.tracking.users import AppUser, Credentials, ensure_users, main
+from infra.k8s.tracking import client_credentials
 from tests.tracking_servers import tracking_server
 
 pytestmark = pytest.mark.integration
@@ -101,3 +105,28 @@ def test_bad_inputs_are_refused_naming_what(auth_server: str, tmp_path: Path) ->
     wrong = _write(tmp_path / "wrong", Credentials("admin", "not-the-password"))
     reader = _write(tmp_path / "reader", Credentials("someone", "password-x"))
     assert main([f"--tracking-uri={auth_server}", f"--admin={wrong}", f"--user={reader}"]) == 1
+
+
+def _client_reads(uri: str, home: Path, model: str) -> subprocess.CompletedProcess[str]:
+    """A fresh process as a pod runs it: HOME holds `.mlflow/credentials`, no MLflow variable is set."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+    code = f"from mlflow import MlflowClient; print(MlflowClient({uri!r}).get_registered_model({model!r}).name)"
+    command = [sys.executable, "-c", code]
+    return subprocess.run(
+        command, env={**env, "HOME": str(home)}, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_an_app_signs_in_from_its_credentials_file(auth_server: str, tmp_path: Path) -> None:
+    """The Secret's `credentials` key (infra/k8s/tracking.py: client_credentials), mounted at ~/.mlflow."""
+    reader = Credentials("file-reader", "file-reader-password")
+    _as(auth_server, ADMIN, "POST", "/api/2.0/mlflow/registered-models/create", name="from-file")
+    argv = [f"--tracking-uri={auth_server}", f"--admin={_write(tmp_path / 'admin', ADMIN)}"]
+    assert main([*argv, f"--user={_write(tmp_path / 'reader', reader)}"]) == 0
+    for home, password in ((tmp_path / "home", reader.password), (tmp_path / "wrong", "not-the-password")):
+        (home / ".mlflow").mkdir(parents=True)
+        (home / ".mlflow" / "credentials").write_text(client_credentials(reader.username, password))
+    read = _client_reads(auth_server, tmp_path / "home", "from-file")
+    assert read.returncode == 0 and read.stdout.strip() == "from-file", read.stderr[-2000:]
+    refused = _client_reads(auth_server, tmp_path / "wrong", "from-file")
+    assert refused.returncode != 0 and "401" in refused.stderr, refused.stderr[-2000:]

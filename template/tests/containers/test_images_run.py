@@ -17,6 +17,8 @@ import pytest
 
 from core.registry import registered_name
 from infra.config import load_stack
+from infra.k8s.apps import TRACKING, AppContext
+from infra.k8s.tracking import auth_config, tracking_objects, users_job
 from infra.naming import IMAGES
 from pipelines.common.procs import LOOPBACK, free_port
 from pipelines.containers import engine, pods
@@ -56,11 +58,11 @@ def run_image(tmp_path: Path) -> Iterator[object]:
     started: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def start(
-        app: str, image: str, command: Sequence[str], env: Mapping[str, str]
+        app: str, image: str, command: Sequence[str], env: Mapping[str, str], mounts: Sequence[str] = ()
     ) -> tuple[str, subprocess.Popen[bytes]]:
         pod, container = planned_pods()[app]
         name = f"mlops-test-{app}-{os.getpid()}-{len(started)}"
-        args = pods.run_command(image, name, pod, container, owner=OWNER, command=command, env=env)
+        args = pods.run_command(image, name, pod, container, owner=OWNER, command=command, env=env, mounts=mounts)
         log = (tmp_path / f"{name}.log").open("wb")
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         started.append((name, process))
@@ -72,11 +74,14 @@ def run_image(tmp_path: Path) -> Iterator[object]:
         process.wait(timeout=60)
 
 
-def assert_runs_as_its_pod(name: str, app: str) -> None:
+def assert_runs_as_its_pod(name: str, app: str, mounts: Sequence[str] = ()) -> None:
+    """`mounts`: the `--volume` flags it was started with (podman makes their mount points)."""
     _, container = planned_pods()[app]
     uid = container["securityContext"]["runAsUser"]
     assert uid != 0 and pods.process_user(name) == (uid, container["securityContext"]["runAsGroup"])
-    assert set(pods.changed_files(name)) <= PODMAN_OWN, "the app wrote outside its tmpfs mounts"
+    mount_points = {mount.split(":")[1] for mount in mounts}
+    changed = set(pods.changed_files(name)) - PODMAN_OWN - mount_points
+    assert not changed, f"the app wrote outside its tmpfs mounts: {sorted(changed)}"
     found = pods.inspect(name)
     assert found is not None
     assert found["HostConfig"]["ReadonlyRootfs"] is True
@@ -121,6 +126,70 @@ def test_tracking_image_answers_health_as_its_pod_runs(built, run_image) -> None
     )
     assert experiments.status_code == 200, experiments.text  # it writes its database, in the pod's /tmp
     assert_runs_as_its_pod(name, "tracking")
+
+
+def secret_mounts(pod: dict, container: dict, files: Path) -> list[str]:
+    """Bind mounts standing in for the pod's Secret volumes: `files/<volume>/<key>` at the mount path."""
+    secrets = {v["name"] for v in pod["volumes"] if "secret" in v}
+    return [f"{files / m['name']}:{m['mountPath']}:ro" for m in container["volumeMounts"] if m["name"] in secrets]
+
+
+def test_tracking_image_runs_its_deployment_with_secrets_from_files_and_makes_the_users(  # type: ignore[no-untyped-def]
+    built, run_image, tmp_path
+) -> None:
+    """The Deployment's own launcher line (PGPASSWORD and Flask's key read from the Secret's files) with
+    basic auth, then the users Job's own command from the same image: the app users exist and sign in."""
+    ctx = AppContext("local", "local", {"project": "local"}, "s3://local/mlflow")
+    objects = tracking_objects(ctx, load_stack(ROOT, "local").tracking, "image")
+    pod, planned = pods.pod_of(objects, TRACKING)
+    launcher = planned["command"][: planned["command"].index("--") + 1]
+    assert launcher[:3] == ["python", "-m", "apps.tracking.launch"] and len(launcher) == 6, launcher
+    admin = "admin-password-from-a-file"
+    files = tmp_path / "secrets"
+    contents = {
+        "database/password": "unused-by-sqlite\n",
+        "auth/auth.ini": auth_config(admin, "sqlite:////tmp/auth.db"),
+        "auth/flask-secret-key": "flask-key-from-a-file\n",
+        "admin/username": "admin",
+        "admin/password": admin,
+        "serving/username": "serving",
+        "serving/password": "serving-password-from-a-file",
+        "drift/username": "drift",
+        "drift/password": "drift-password-from-a-file",
+    }
+    for path, text in contents.items():
+        (files / path).parent.mkdir(parents=True, exist_ok=True)
+        (files / path).write_text(text)
+    port = free_port()
+    url = f"http://{LOOPBACK}:{port}"
+    command = [*launcher, "mlflow", "server", "--host", LOOPBACK, "--port", str(port), "--workers", "1",
+               "--backend-store-uri", "sqlite:////tmp/mlflow.db", "--default-artifact-root", "/tmp/artifacts",
+               "--app-name=basic-auth"]  # fmt: skip
+    env = {e["name"]: e["value"] for e in planned["env"] if "value" in e}
+    mounts = secret_mounts(pod, planned, files)
+    name, process = run_image("tracking", built["tracking"].tag, command, env, mounts)
+    wait_ok(f"{url}/health", process)
+    assert httpx.get(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10).status_code == 401
+
+    job = users_job(ctx, built["tracking"].tag)
+    job_pod = job["spec"]["template"]["spec"]
+    (job_container,) = job_pod["containers"]
+    job_command = [f"--tracking-uri={url}" if a.startswith("--tracking-uri=") else a for a in job_container["command"]]
+    job_name = f"mlops-test-users-{os.getpid()}"
+    args = pods.run_command(
+        built["tracking"].tag, job_name, job_pod, job_container, owner=OWNER, command=job_command,
+        env={}, mounts=secret_mounts(job_pod, job_container, files),
+    )  # fmt: skip
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        pods.remove(job_name, OWNER)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "serving: created" in done.stdout and "drift: created, edits experiment drift" in done.stdout, done.stdout
+    search = f"{url}/api/2.0/mlflow/experiments/search?max_results=10"
+    assert httpx.get(search, auth=("serving", "serving-password-from-a-file"), timeout=10).status_code == 200
+    assert httpx.get(search, auth=("serving", "wrong"), timeout=10).status_code == 401
+    assert_runs_as_its_pod(name, "tracking", mounts)
 
 
 def test_a_pushed_digest_is_pinned_planned_and_current(built, registry, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -78,10 +78,16 @@ def test_every_container_is_hardened_and_limited(plans: dict[str, Plan], stack: 
     for workload in found:
         pod = workload.inputs["spec"]["template"]["spec"]
         assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] >= 10000 and pod["securityContext"]["fsGroup"] >= 10000
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert pod.get("hostNetwork") is None and pod.get("hostPID") is None
+        # None of our pods calls the Kubernetes API (IRSA's webhook mounts its own token).
+        assert pod["automountServiceAccountToken"] is False, workload.name
         for container in pod["containers"]:
             where = f"{stack}: {workload.name}/{container['name']}"
             security = container["securityContext"]
+            assert security["runAsUser"] >= 10000 and security["seccompProfile"]["type"] == "RuntimeDefault", where
+            assert not any("valueFrom" in e and "secretKeyRef" in e["valueFrom"] for e in container.get("env", []))
             assert security["allowPrivilegeEscalation"] is False, where
             assert security["readOnlyRootFilesystem"] is True, where
             assert security["privileged"] is False and security["capabilities"]["drop"] == ["ALL"], where
