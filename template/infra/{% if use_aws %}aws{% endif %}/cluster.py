@@ -170,6 +170,7 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_arn = irsa.arn
         self.oidc_issuer_host = issuer.apply(lambda url: url.removeprefix("https://"))
         self.node_role_arn = node_role.arn
+        self.key_arn = key.arn  # also encrypts the Container Insights log groups (observability.Monitoring)
         self.register_outputs({"name": self.name, "endpoint": self.endpoint, "oidc_provider_arn": irsa.arn})
 
     def kubeconfig(self, region: str) -> pulumi.Output[str]:

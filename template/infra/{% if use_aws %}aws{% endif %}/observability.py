@@ -63,6 +63,8 @@ class Budget(pulumi.ComponentResource):
 class MonitoringArgs:
     cluster_name: pulumi.Input[str]
     cluster_name_prefix: str
+    # The cluster's key: the Container Insights groups are encrypted like the control-plane group.
+    key_arn: pulumi.Input[str]
     alert_emails: list[str]
     log_retention_days: int
     tags: dict[str, str]
@@ -103,6 +105,7 @@ class Monitoring(pulumi.ComponentResource):
                 f"{name}-{stream}",
                 name=pulumi.Output.concat("/aws/containerinsights/", args.cluster_name, f"/{stream}"),
                 retention_in_days=args.log_retention_days,
+                kms_key_id=args.key_arn,
                 tags=args.tags,
                 opts=child,
             )

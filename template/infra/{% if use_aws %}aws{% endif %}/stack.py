@@ -160,6 +160,7 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             MonitoringArgs(
                 cluster_name=cluster.name,
                 cluster_name_prefix=stem,
+                key_arn=cluster.key_arn,
                 alert_emails=list(settings.budget.alert_emails),
                 log_retention_days=settings.monitoring.log_retention_days,
                 tags=stack_tags,

@@ -38,10 +38,14 @@ class KeysArgs:
 
 
 class Keys(pulumi.ComponentResource):
-    """A key ring with a rotating key for Kubernetes secrets and, when asked, one for the artifact bucket."""
+    """A key ring with rotating keys for Kubernetes secrets, the image registry and, when asked, the
+    artifact bucket: every store of the stack is encrypted with its own key (CMEK)."""
 
     secrets_key_id: pulumi.Output[str]
+    registry_key_id: pulumi.Output[str]
     bucket_key_id: pulumi.Output[str] | None
+    # The keys' grants to Google's service agents: a store created before its grant fails to create.
+    grants: list[pulumi.Resource]
 
     def __init__(self, name: str, args: KeysArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("mlops:gcp:Keys", name, None, opts)
@@ -60,9 +64,13 @@ class Keys(pulumi.ComponentResource):
             "bucket": pulumi.Output.concat(
                 "serviceAccount:service-", args.project_number, "@gs-project-accounts.iam.gserviceaccount.com"
             ),
+            "registry": pulumi.Output.concat(
+                "serviceAccount:service-", args.project_number, "@gcp-sa-artifactregistry.iam.gserviceaccount.com"
+            ),
         }
         ids: dict[str, pulumi.Output[str]] = {}
-        for purpose in ("secrets", "bucket") if args.bucket_key else ("secrets",):
+        self.grants = []
+        for purpose in ("secrets", "registry", "bucket") if args.bucket_key else ("secrets", "registry"):
             key = gcp.kms.CryptoKey(
                 f"{name}-{purpose}",
                 name=purpose,
@@ -73,15 +81,17 @@ class Keys(pulumi.ComponentResource):
                 opts=on_ring,
             )
             # Only the Google service agent that encrypts with the key may use it.
-            gcp.kms.CryptoKeyIAMMember(
+            grant = gcp.kms.CryptoKeyIAMMember(
                 f"{name}-{purpose}-agent",
                 crypto_key_id=key.id,
                 role=ENCRYPTER,
                 member=agents[purpose],
                 opts=pulumi.ResourceOptions(parent=key),
             )
+            self.grants.append(grant)
             ids[purpose] = key.id
         self.secrets_key_id = ids["secrets"]
+        self.registry_key_id = ids["registry"]
         self.bucket_key_id = ids.get("bucket")
         self.register_outputs({"secrets_key_id": self.secrets_key_id})
 
@@ -174,6 +184,8 @@ class Cluster(pulumi.ComponentResource):
             ),
             enable_shielded_nodes=True,
             datapath_provider="ADVANCED_DATAPATH",  # Dataplane V2: NetworkPolicy enforced
+            # Pod-to-pod traffic on one node goes through the VPC too, so the subnet's flow logs see it.
+            enable_intranode_visibility=True,
             logging_config=gcp.container.ClusterLoggingConfigArgs(
                 enable_components=["SYSTEM_COMPONENTS", "WORKLOADS", "APISERVER"]
             ),

@@ -21,6 +21,8 @@ class ContainerRegistryArgs:
     pull_members: list[pulumi.Input[str]]
     keep_last: int
     labels: dict[str, str]
+    # The stack's registry key (CMEK, `cluster.Keys`); its grant to Artifact Registry's agent comes first.
+    kms_key_name: pulumi.Input[str] | None = None
     # Untagged images (a tag moved away, a failed push) are deleted after this many days.
     untagged_days: int = 7
 
@@ -42,6 +44,7 @@ class ContainerRegistry(pulumi.ComponentResource):
             location=args.region,
             repository_id=artifact_repository(args.stack_project, args.environment),
             format="DOCKER",
+            kms_key_name=args.kms_key_name,
             description=f"{args.stack_project} {args.environment}: app images, pushed by the images workflow",
             docker_config=gcp.artifactregistry.RepositoryDockerConfigArgs(immutable_tags=True),
             cleanup_policy_dry_run=False,

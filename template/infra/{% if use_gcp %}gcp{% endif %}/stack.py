@@ -144,7 +144,9 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             ],
             keep_last=settings.images.keep_last,
             labels=labels,
+            kms_key_name=keys.registry_key_id,
         ),
+        pulumi.ResourceOptions(depends_on=keys.grants),
     )
     budget = Budget(
         "gcp-budget",
