@@ -242,22 +242,23 @@ class ShadowScorer:
                     break
 
     def _lost(self, child: _Child) -> None:
-        """The worker process died: its batch counts as failed; a new one starts after RESTART_SECONDS."""
-        with self._lock:
-            batch, self._in_flight = self._in_flight, []
+        """The worker process died: its batch counts as failed; a new one starts after RESTART_SECONDS.
+        The batch leaves `_in_flight` last, so that `idle` is never true before it is accounted for."""
         label = self._candidate_label()
-        for job in batch:
-            self.metrics_of(str(job.champion_version)).shadow_outcome(label, "failed")
-        if self._child is child:
-            self._child = None
-            if not self._stopped.is_set():
-                self.restarts += 1
-                log.warning(
-                    "the shadow candidate's process (pid %s) exited with %s; a new one starts in %.0f s",
-                    child.process.pid,
-                    child.process.poll(),
-                    self.restart_seconds,
-                )
+        with self._lock:
+            for job in self._in_flight:
+                self.metrics_of(str(job.champion_version)).shadow_outcome(label, "failed")
+            if self._child is child:
+                self._child = None
+                if not self._stopped.is_set():
+                    self.restarts += 1
+                    log.warning(
+                        "the shadow candidate's process (pid %s) exited with %s; a new one starts in %.0f s",
+                        child.process.pid,
+                        child.process.poll(),
+                        self.restart_seconds,
+                    )
+            self._in_flight = []
         self._end(child)
         self._acked.set()
 
