@@ -26,7 +26,20 @@ BAD_ANSWERS = {
         'aws_region "mars-east-1" is not supported',
     ),
     "unknown gcp region": ({"clouds": "gcp", "gcp_region": "moon1"}, 'gcp_region "moon1" is not supported'),
-    "bad gcp project id": ({"clouds": "gcp", "gcp_project_id": "Prod_1"}, "is not a valid GCP project id"),
+    "bad gcp project id": ({"clouds": "gcp", "gcp_project_prod": "Prod_1"}, "is not a valid GCP project id"),
+    "shared gcp project": (
+        {
+            "clouds": "gcp",
+            "gcp_project_dev": "acme-ml",
+            "gcp_project_staging": "acme-ml-staging",
+            "gcp_project_prod": "acme-ml",
+        },
+        "gcp_project_prod must differ from gcp_project_dev",
+    ),
+    "staging shares dev's project": (
+        {"clouds": "both", "gcp_project_dev": "acme-ml", "gcp_project_staging": "acme-ml"},
+        "gcp_project_staging must differ from gcp_project_dev",
+    ),
     "bad billing account": ({"clouds": "both", "gcp_billing_account": "0123-4567"}, "is not a billing account id"),
     "empty github owner": ({"github_owner": ""}, "github_owner must not be empty"),
     "github owner with a slash": (
@@ -48,10 +61,13 @@ BAD_ANSWERS = {
         "budget_prod_usd must be between 1 and 1000000 USD (got 2000000)",
     ),
     "gcp project id with google": (
-        {"clouds": "gcp", "gcp_project_id": "google-proj"},
-        'gcp_project_id "google-proj" contains a string GCP reserves',
+        {"clouds": "gcp", "gcp_project_dev": "google-proj"},
+        'gcp_project_dev "google-proj" contains a string GCP reserves',
     ),
-    "gcp project id with ssl": ({"clouds": "both", "gcp_project_id": "my-ssl-proj"}, "contains a string GCP reserves"),
+    "gcp project id with ssl": (
+        {"clouds": "both", "gcp_project_staging": "my-ssl-proj"},
+        "contains a string GCP reserves",
+    ),
     "bad e-mail": ({"budget_alert_email": "alerts@localhost"}, "is not a valid e-mail address"),
     "bad model name": ({"model_name": "Churn Model"}, 'model_name "Churn Model" must be 1-40 lowercase'),
     "bad cost center": ({"cost_center": "ML Team"}, 'cost_center "ML Team" must be 1-63'),
@@ -161,3 +177,15 @@ def test_offered_regions_match_the_settings_schema() -> None:
         assert block, constant
         assert re.findall(r'"([a-z0-9-]+)"', block.group(1)) == regions
         assert QUESTIONS[question]["default"] in regions
+
+
+def test_each_environment_gets_its_own_valid_gcp_project_by_default(tmp_path: Path) -> None:
+    """The defaults are three distinct valid ids even for the longest slug (the id limit is 30)."""
+    slug = "a" * 20 + "-bcd"  # 24 characters, the slug's maximum; cut at 21 it would end in a hyphen
+    project = render(tmp_path / "project", {"clouds": "gcp", "project_slug": slug})
+    found = {}
+    for env in ("dev", "staging", "prod"):
+        text = (project / "stacks" / f"Pulumi.{env}.yaml").read_text()
+        found[env] = re.search(r"^  gcp:project: (\S+)$", text, re.MULTILINE).group(1)  # type: ignore[union-attr]
+    assert found == {env: f"{'a' * 20}-{env}" for env in found}
+    assert all(len(p) <= 30 for p in found.values())

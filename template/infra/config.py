@@ -118,7 +118,9 @@ def load_stack(root: Path, stack: str) -> Settings:
     document = _read_yaml(path, source)
     if not isinstance(document, Mapping) or not isinstance(document.get("config"), Mapping):
         raise SettingsError(source, [Problem("config", "the file must be a mapping with a `config:` mapping")])
-    return settings_from_config(document["config"], project_name(root), source, stack=stack)
+    settings = settings_from_config(document["config"], project_name(root), source, stack=stack)
+    check_project_isolation(root, stack, settings, source)
+    return settings
 
 
 def load_from_pulumi() -> Settings:
@@ -137,7 +139,34 @@ def load_from_pulumi() -> Settings:
         value = pulumi.Config(namespace).get(name)
         if value is not None:
             config[key] = value
-    return settings_from_config(config, project, f"stacks/Pulumi.{stack}.yaml", stack=stack)
+    source = f"stacks/Pulumi.{stack}.yaml"
+    settings = settings_from_config(config, project, source, stack=stack)
+    check_project_isolation(find_root(), stack, settings, source)
+    return settings
+
+
+def check_project_isolation(root: Path, stack: str, settings: Settings, source: str) -> None:
+    """One GCP project per environment. The deploy service account holds project-level roles (GKE, KMS,
+    IAM, storage admin), so a project that another environment's stack also names would put that
+    environment's clusters, keys and buckets within reach of this one's deploy identity."""
+    if settings.gcp is None:
+        return
+    project = project_name(root)
+    for other in list_stacks(root):
+        if other == stack:
+            continue
+        document = _read_yaml(stack_file(root, other))
+        config = document.get("config") if isinstance(document, Mapping) else None
+        if not isinstance(config, Mapping) or config.get("gcp:project") != settings.gcp.project:
+            continue
+        environment = config.get(f"{project}:environment")
+        if environment != settings.environment.value:
+            message = (
+                f"{settings.gcp.project} is also the project of the {environment} environment "
+                f"(stacks/Pulumi.{other}.yaml): this stack's deploy service account would hold project roles "
+                f"over that environment's resources; give each environment its own GCP project"
+            )
+            raise SettingsError(source, [Problem("gcp:project", message)])
 
 
 def _decode(value: str) -> Any:
