@@ -167,6 +167,10 @@ DEPLOY_WRITE_BY_TAG = [
     "ec2:AssociateRouteTable",
     "ec2:DisassociateRouteTable",
     "ec2:CreateTags",
+    "ec2:RevokeSecurityGroupIngress",  # the default group's rules (network.Network); tagged first
+    "ec2:RevokeSecurityGroupEgress",
+    "ec2:CreateFlowLogs",
+    "ec2:DeleteFlowLogs",
     "ec2:CreateLaunchTemplate",
     "ec2:DeleteLaunchTemplate",
     "kms:ScheduleKeyDeletion",

@@ -25,6 +25,34 @@ def service_trust(service: str) -> Document:
     )
 
 
+def flow_logs_trust(account_id: str, region: str) -> Document:
+    """The VPC flow-logs service may assume the delivery role for this account's flow logs only."""
+    return document(
+        {
+            "Sid": "FlowLogsAssume",
+            "Effect": "Allow",
+            "Principal": {"Service": "vpc-flow-logs.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+            "Condition": {
+                "StringEquals": {"aws:SourceAccount": account_id},
+                "ArnLike": {"aws:SourceArn": f"arn:aws:ec2:{region}:{account_id}:vpc-flow-log/*"},
+            },
+        }
+    )
+
+
+def flow_logs_delivery(log_group_arn: str) -> Document:
+    """What the flow-logs service writes with: streams and events of one log group."""
+    return document(
+        {
+            "Sid": "DeliverFlowLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            "Resource": [log_group_arn, f"{log_group_arn}:log-stream:*"],
+        }
+    )
+
+
 def github_trust(provider_arn: Any, repository: str, environment: str) -> Document:
     """Only workflow jobs of `repository` that run in the GitHub environment `environment` may assume the role.
 

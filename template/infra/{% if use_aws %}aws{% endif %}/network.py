@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from ipaddress import IPv4Network
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.aws.documents import flow_logs_delivery, flow_logs_trust
 from infra.naming import availability_zones, subnet_layout
 
 
@@ -45,6 +47,16 @@ class Network(pulumi.ComponentResource):
             opts=child,
         )
         on_vpc = pulumi.ResourceOptions(parent=vpc)
+        # The VPC's default security group allows all traffic between its members and all egress; nothing
+        # here uses it (EKS makes its own groups), so it is taken over with no rule at all.
+        aws.ec2.DefaultSecurityGroup(
+            f"{name}-default-sg",
+            vpc_id=vpc.id,
+            ingress=[],
+            egress=[],
+            tags={**args.tags, "Name": f"{name}-default (no rules)"},
+            opts=on_vpc,
+        )
         gateway = aws.ec2.InternetGateway(
             f"{name}-igw", vpc_id=vpc.id, tags={**args.tags, "Name": f"{name}-igw"}, opts=on_vpc
         )
@@ -116,6 +128,68 @@ class Network(pulumi.ComponentResource):
             private.append(subnet)
 
         self.vpc_id = vpc.id
+        self.vpc_arn = vpc.arn
         self.private_subnet_ids = [subnet.id for subnet in private]
         self.public_subnet_ids = [subnet.id for subnet in public]
         self.register_outputs({"vpc_id": self.vpc_id, "private_subnet_ids": self.private_subnet_ids})
+
+
+@dataclass(frozen=True)
+class FlowLogsArgs:
+    vpc_id: pulumi.Input[str]
+    log_group_name: str
+    retention_days: int
+    # The cluster's key (the control-plane and Container Insights groups use it too).
+    key_arn: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    region: str
+    tags: dict[str, str]
+
+
+class FlowLogs(pulumi.ComponentResource):
+    """The VPC's flow logs (accepted and rejected traffic, 10-minute aggregation) into a KMS-encrypted log
+    group, delivered by a role only the flow-logs service of this account may assume."""
+
+    def __init__(self, name: str, args: FlowLogsArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("mlops:aws:FlowLogs", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        group = aws.cloudwatch.LogGroup(
+            f"{name}-group",
+            name=args.log_group_name,
+            retention_in_days=args.retention_days,
+            kms_key_id=args.key_arn,
+            tags=args.tags,
+            opts=child,
+        )
+        role = aws.iam.Role(
+            f"{name}-role",
+            name=f"{args.log_group_name.rsplit('/', 1)[-1]}-delivery",
+            assume_role_policy=pulumi.Output.from_input(args.account_id).apply(
+                lambda account: json.dumps(flow_logs_trust(account, args.region))
+            ),
+            tags=args.tags,
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-delivery",
+            role=role.id,
+            policy=pulumi.Output.from_input(args.account_id).apply(
+                lambda account: json.dumps(
+                    flow_logs_delivery(f"arn:aws:logs:{args.region}:{account}:log-group:{args.log_group_name}")
+                )
+            ),
+            opts=pulumi.ResourceOptions(parent=role),
+        )
+        aws.ec2.FlowLog(
+            f"{name}-vpc",
+            vpc_id=args.vpc_id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=group.arn,
+            iam_role_arn=role.arn,
+            max_aggregation_interval=600,
+            tags=args.tags,
+            opts=child,
+        )
+        self.log_group_name = group.name
+        self.register_outputs({"log_group_name": self.log_group_name})

@@ -16,7 +16,7 @@ from infra.aws.identity import (
     WorkloadRoles,
     WorkloadRolesArgs,
 )
-from infra.aws.network import Network, NetworkArgs
+from infra.aws.network import FlowLogs, FlowLogsArgs, Network, NetworkArgs
 from infra.aws.observability import Budget, BudgetArgs, Monitoring, MonitoringArgs
 from infra.aws.registry import ContainerRegistry, ContainerRegistryArgs
 from infra.aws.storage import ObjectStore, ObjectStoreArgs
@@ -148,6 +148,18 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             keep_last=settings.images.keep_last,
             tags=stack_tags,
             key_arn=store.key_arn,
+        ),
+    )
+    FlowLogs(
+        "aws-flow-logs",
+        FlowLogsArgs(
+            vpc_id=network.vpc_id,
+            log_group_name=f"/aws/vpc/{stem}-flow-logs",
+            retention_days=settings.monitoring.log_retention_days,
+            key_arn=cluster.key_arn,
+            account_id=account_id,
+            region=cloud.region,
+            tags=stack_tags,
         ),
     )
     budget = Budget(
