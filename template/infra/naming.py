@@ -51,6 +51,23 @@ def artifact_registry_path(region: str, gcp_project: str, project: str, environm
     return f"{region}-docker.pkg.dev/{gcp_project}/{artifact_repository(project, environment)}"
 
 
+def key_ring(gcp_project: str, region: str, project: str, environment: str) -> str:
+    """The resource name of the stack's Cloud KMS key ring (`cluster.Keys`)."""
+    name = gcp_name(prefix(project, environment), "keys", max_length=63)
+    return f"projects/{gcp_project}/locations/{region}/keyRings/{name}"
+
+
+ATTESTOR_KEY = "attestor"  # the asymmetric signing key of the stack's Binary Authorization attestor
+
+
+def attestor_names(gcp_project: str, region: str, project: str, environment: str) -> tuple[str, str]:
+    """(attestor, key version) of a GCP stack's Binary Authorization attestor: what the images workflow
+    signs each pushed digest as (`gcloud beta container binauthz attestations sign-and-create`)."""
+    attestor = gcp_name(prefix(project, environment), "images", max_length=63)
+    version = f"{key_ring(gcp_project, region, project, environment)}/cryptoKeys/{ATTESTOR_KEY}/cryptoKeyVersions/1"
+    return f"projects/{gcp_project}/attestors/{attestor}", version
+
+
 def gcp_name(*parts: str, max_length: int = 30) -> str:
     """A GCP resource id (`[a-z]([-a-z0-9]*[a-z0-9])?`) within `max_length`, made from `parts`."""
     name = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")

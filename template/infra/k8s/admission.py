@@ -24,7 +24,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from infra.k8s.objects import MINIO_CLIENT_IMAGE, MINIO_IMAGE, POSTGRES_IMAGE, Obj, app_labels, metadata
+from infra.k8s.objects import (
+    MINIO_CLIENT_IMAGE,
+    MINIO_IMAGE,
+    POSTGRES_IMAGE,
+    PROMETHEUS_STACK_CHART,
+    PROMETHEUS_STACK_VERSION,
+    Obj,
+    app_labels,
+    metadata,
+)
+from infra.k8s.rollout import ROLLOUTS_CHART, ROLLOUTS_VERSION
 
 POLICY_CONTROLLER_CHART = "policy-controller"
 POLICY_CONTROLLER_VERSION = "0.10.6"  # policy-controller v0.13.1; its CRD schema: infra/k8s/crds/policy-controller.json
@@ -44,6 +54,30 @@ SIGNING_REF = "refs/heads/main"
 THIRD_PARTY_IMAGES = (POSTGRES_IMAGE, MINIO_IMAGE, MINIO_CLIENT_IMAGE)
 
 DOCKER_HUB = "index.docker.io"
+
+# The image repositories each pinned chart runs, with the values the stacks give it (`addons`), read from
+# the chart's values.yaml at that version and its subcharts' (kube-state-metrics 6.1.0, grafana 9.3.0).
+# Images of what those values leave off are not listed: node exporter, Thanos, the CRD upgrade job,
+# Grafana's persistence (busybox), image renderer and dashboard downloads (curl), `helm test` pods, Argo
+# Rollouts' dashboard. A GKE cluster admits exactly these outside the app namespace (Binary Authorization,
+# infra/gcp/admission.py); a chart pinned at a version without a row here fails a test.
+CHART_IMAGES: dict[tuple[str, str], tuple[str, ...]] = {
+    (PROMETHEUS_STACK_CHART, PROMETHEUS_STACK_VERSION): (
+        "quay.io/prometheus-operator/prometheus-operator",
+        "quay.io/prometheus-operator/prometheus-config-reloader",
+        "registry.k8s.io/ingress-nginx/kube-webhook-certgen",  # the admission webhook's certificate job
+        "quay.io/prometheus/prometheus",
+        "quay.io/prometheus/alertmanager",
+        "registry.k8s.io/kube-state-metrics/kube-state-metrics",
+        "docker.io/grafana/grafana",
+        "quay.io/kiwigrid/k8s-sidecar",  # Grafana's dashboard sidecar
+    ),
+    (ROLLOUTS_CHART, ROLLOUTS_VERSION): ("quay.io/argoproj/argo-rollouts",),
+    (POLICY_CONTROLLER_CHART, POLICY_CONTROLLER_VERSION): (
+        "ghcr.io/sigstore/policy-controller/policy-controller",
+        "cgr.dev/chainguard/kubectl",  # the chart's post-delete leases cleanup (a tag the chart does not pin)
+    ),
+}
 
 
 def signer_subject(repository: str) -> str:

@@ -9,6 +9,7 @@ from ipaddress import IPv4Network
 import pulumi
 import pulumi_gcp as gcp
 
+from infra.gcp.admission import EVALUATION_MODE
 from infra.gcp.storage import PODS_RANGE, SERVICES_RANGE
 from infra.kubeconfig import gke_kubeconfig
 from infra.naming import BATCH_TAINT, gcp_name, require_pool_roles
@@ -41,6 +42,7 @@ class Keys(pulumi.ComponentResource):
     """A key ring with rotating keys for Kubernetes secrets, the image registry and, when asked, the
     artifact bucket: every store of the stack is encrypted with its own key (CMEK)."""
 
+    ring_id: pulumi.Output[str]
     secrets_key_id: pulumi.Output[str]
     registry_key_id: pulumi.Output[str]
     bucket_key_id: pulumi.Output[str] | None
@@ -56,6 +58,7 @@ class Keys(pulumi.ComponentResource):
             location=args.region,
             opts=pulumi.ResourceOptions(parent=self),
         )
+        self.ring_id = ring.id
         on_ring = pulumi.ResourceOptions(parent=ring)
         agents = {
             "secrets": pulumi.Output.concat(
@@ -183,6 +186,8 @@ class Cluster(pulumi.ComponentResource):
                 state="ENCRYPTED", key_name=args.secrets_key_id
             ),
             enable_shielded_nodes=True,
+            # Admission checks the project's Binary Authorization policy (`admission.BinaryAuthorization`).
+            binary_authorization=gcp.container.ClusterBinaryAuthorizationArgs(evaluation_mode=EVALUATION_MODE),
             datapath_provider="ADVANCED_DATAPATH",  # Dataplane V2: NetworkPolicy enforced
             # Pod-to-pod traffic on one node goes through the VPC too, so the subnet's flow logs see it.
             enable_intranode_visibility=True,

@@ -25,6 +25,10 @@ DEPLOY_ROLES = [
     "roles/monitoring.editor",
     "roles/logging.configWriter",
     "roles/artifactregistry.admin",  # creates the stack's image repository; pushes by its repository binding
+    "roles/binaryauthorization.policyEditor",  # the project's admission policy
+    "roles/binaryauthorization.attestorsAdmin",  # the stack's attestor
+    # The attestor's note and its reader binding; the images workflow's attestations are its occurrences.
+    "roles/containeranalysis.admin",
 ]
 
 

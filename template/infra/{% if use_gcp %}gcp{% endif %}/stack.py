@@ -8,6 +8,7 @@ import pulumi
 import pulumi_gcp as gcp
 import pulumi_kubernetes as k8s
 
+from infra.gcp.admission import BinaryAuthorization, BinaryAuthorizationArgs
 from infra.gcp.cluster import Cluster, ClusterArgs, Keys, KeysArgs, NodePools, NodePoolsArgs
 from infra.gcp.identity import (
     AppAccount,
@@ -19,11 +20,17 @@ from infra.gcp.identity import (
 from infra.gcp.observability import Budget, BudgetArgs, Monitoring, MonitoringArgs
 from infra.gcp.registry import ContainerRegistry, ContainerRegistryArgs
 from infra.gcp.storage import Network, NetworkArgs, ObjectStore, ObjectStoreArgs
-from infra.k8s.admission import POLICY_CONTROLLER_NAMESPACE, VERIFIER, VERIFIER_SERVICE_ACCOUNT
+from infra.k8s.admission import (
+    CHART_IMAGES,
+    POLICY_CONTROLLER_NAMESPACE,
+    THIRD_PARTY_IMAGES,
+    VERIFIER,
+    VERIFIER_SERVICE_ACCOUNT,
+)
 from infra.k8s.apps import SERVING, TRACKING, AppContext
 from infra.k8s.components import deploy_apps, resolve_images
 from infra.k8s.platform import DATA_SCIENTISTS, ML_ENGINEERS, google_subjects
-from infra.naming import prefix, tags
+from infra.naming import attestor_names, prefix, tags
 from infra.settings import Settings
 
 
@@ -173,8 +180,30 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
                 labels=labels,
             ),
         )
+    attestor, _ = attestor_names(cloud.project, cloud.region, project, environment)
+    pinned = [settings.images.serving, settings.images.tracking]
+    admission = BinaryAuthorization(
+        "gcp-admission",
+        BinaryAuthorizationArgs(
+            project=cloud.project,
+            project_number=project_number,
+            key_ring_id=keys.ring_id,
+            attestor=attestor.rsplit("/", 1)[-1],
+            attesters=[deploy.service_account_email.apply(lambda email: f"serviceAccount:{email}")],
+            unattested=[
+                *THIRD_PARTY_IMAGES,
+                *(image for images in CHART_IMAGES.values() for image in images),
+                *(pin.reference for pin in pinned if pin is not None and pin.reference is not None),
+            ],
+            labels=labels,
+            description=f"{stem} app images",
+        ),
+    )
     kubeconfig: pulumi.Output[str] = pulumi.Output.secret(cluster.kubeconfig())
-    provider = k8s.Provider("gcp-kubernetes", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(depends_on=[pools]))
+    # Nothing runs on the cluster before the admission policy that says what may.
+    provider = k8s.Provider(
+        "gcp-kubernetes", kubeconfig=kubeconfig, opts=pulumi.ResourceOptions(depends_on=[pools, admission.policy])
+    )
     context = AppContext(
         namespace=namespace,
         environment=environment,
@@ -205,5 +234,6 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
         "budget": budget.budget_name,
         "workload_service_accounts": workloads.emails,
         "registry": registry.path,
+        "attestor": admission.attestor,
         **app_outputs,
     }

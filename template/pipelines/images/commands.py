@@ -60,13 +60,15 @@ def targets_command(
 ) -> None:
     """The names one build of each image is pushed as, in ENV's registries (a workflow step's outputs)."""
     from pipelines.common.git import Git  # noqa: PLC0415
-    from pipelines.images.targets import push_targets, registry_hosts  # noqa: PLC0415
+    from pipelines.images.targets import attestor, push_targets, registry_hosts  # noqa: PLC0415
 
     root = repo_root()
     targets = push_targets(root, env, tag=tag, aws_role_arn=aws_role_arn)
     outputs = {image: "\n".join(names) for image, names in targets.items()}
     hosts = registry_hosts(targets)
     outputs["ecr_host"], outputs["gar_host"] = hosts.get("aws", ""), hosts.get("gcp", "")
+    # GKE admits the build only with the stack's attestation (Binary Authorization): who signs, with which key.
+    outputs["gar_attestor"], outputs["gar_attestor_key"] = attestor(root, env)
     outputs["commit"] = Git(root).commit_of("HEAD")  # the images' org.opencontainers.image.revision
     text = "".join(f"{name}<<MLOPS_EOF\n{value}\nMLOPS_EOF\n" for name, value in outputs.items())
     if github_output is not None:

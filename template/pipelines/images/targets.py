@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.errors import BadInput
 from infra.config import load_stack, project_name
-from infra.naming import IMAGES, artifact_registry_path, ecr_registry, ecr_repository
+from infra.naming import IMAGES, artifact_registry_path, attestor_names, ecr_registry, ecr_repository
 from infra.settings import Environment, ImagePin, Settings
 
 TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
@@ -63,6 +63,14 @@ def push_targets(root: Path, environment: str, *, tag: str, aws_role_arn: str | 
         raise BadInput(f"--aws-role-arn given, but the {environment} stack does not use aws")
     project = project_name(root)
     return {image: [f"{r}:{tag}" for r in repositories(project, settings, image, account)] for image in IMAGES}
+
+
+def attestor(root: Path, environment: str) -> tuple[str, str]:
+    """(attestor, KMS key version) a GCP stack's builds are attested with; ("", "") without GCP."""
+    settings = cloud_settings(root, environment)
+    if settings.gcp is None:
+        return "", ""
+    return attestor_names(settings.gcp.project, settings.gcp.region, project_name(root), environment)
 
 
 def registry_hosts(targets: dict[str, list[str]]) -> dict[str, str]:

@@ -27,6 +27,8 @@ MOCK_ACCOUNT = "123456789012"
 
 
 MOCK_PROJECT_NUMBER = "123456789012"
+# What Cloud KMS returns for an asymmetric key version's public key (PEM; not a real key).
+MOCK_PUBLIC_KEY = "-----BEGIN PUBLIC KEY-----\nTU9DSy1QVUJMSUMtS0VZ\n-----END PUBLIC KEY-----\n"
 
 
 def _clean(value: Any) -> Any:
@@ -143,6 +145,12 @@ class PlanMocks(pulumi.runtime.Mocks):
                 "accountId": MOCK_ACCOUNT,
                 "arn": f"arn:aws:iam::{MOCK_ACCOUNT}:user/plan",
                 "userId": "PLAN",
+            },
+            "gcp:kms/getKMSCryptoKeyVersion:getKMSCryptoKeyVersion": {
+                "name": f"{args.args.get('cryptoKey')}/cryptoKeyVersions/{args.args.get('version', 1)}",
+                "algorithm": "EC_SIGN_P256_SHA256",
+                "publicKeys": [{"algorithm": "EC_SIGN_P256_SHA256", "pem": MOCK_PUBLIC_KEY}],
+                "state": "ENABLED",
             },
             "gcp:organizations/getProject:getProject": {
                 "number": MOCK_PROJECT_NUMBER,

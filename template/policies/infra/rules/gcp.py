@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from policies.infra.rules import Context, Props, Rule, Severity, as_list, dig
@@ -10,6 +11,9 @@ BUCKET = ("gcp:storage/bucket:Bucket",)
 CLUSTER = ("gcp:container/cluster:Cluster",)
 NODE_POOL = ("gcp:container/nodePool:NodePool",)
 ARTIFACT_REPOSITORY = ("gcp:artifactregistry/repository:Repository",)
+ADMISSION_POLICY = ("gcp:binaryauthorization/policy:Policy",)
+# An allowlist pattern that admits one repository's tags and digests: `registry/path*`, no other wildcard.
+ONE_REPOSITORY = re.compile(r"^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+\*$")
 
 
 def _require(path: tuple[str, ...], expected: object, message: str):
@@ -105,6 +109,31 @@ def _cleanup(props: Props, ctx: Context) -> Iterable[str]:
         yield "cleanup policies run as a dry run (cleanupPolicyDryRun is not false): nothing is deleted"
     elif not any(p.get("action") == "KEEP" and p.get("mostRecentVersions") for p in policies):
         yield "no KEEP policy for the most recent versions: cleanup could delete the image a rollback needs"
+
+
+def _binary_authorization(props: Props, ctx: Context) -> Iterable[str]:
+    if dig(props, "binaryAuthorization", "evaluationMode") != "PROJECT_SINGLETON_POLICY_ENFORCE":
+        yield "Binary Authorization is not enforced: the cluster runs any image from any registry"
+
+
+def _admission_rule(where: str, rule: Props) -> Iterable[str]:
+    mode = rule.get("evaluationMode")
+    if mode not in ("REQUIRE_ATTESTATION", "ALWAYS_DENY"):
+        yield f"{where} admits images without an attestation (evaluationMode {mode})"
+    elif mode == "REQUIRE_ATTESTATION" and not as_list(rule.get("requireAttestationsBies")):
+        yield f"{where} requires attestations but names no attestor"
+    if rule.get("enforcementMode") != "ENFORCED_BLOCK_AND_AUDIT_LOG":
+        yield f"{where} only logs what it should block (enforcementMode {rule.get('enforcementMode')})"
+
+
+def _admission_policy(props: Props, ctx: Context) -> Iterable[str]:
+    yield from _admission_rule("the default rule", props.get("defaultAdmissionRule") or {})
+    for cluster, rule in (props.get("clusterAdmissionRules") or {}).items():
+        yield from _admission_rule(f"the rule of cluster {cluster}", rule or {})
+    for pattern in as_list(props.get("admissionWhitelistPatterns")):
+        name = (pattern or {}).get("namePattern", "")
+        if not ONE_REPOSITORY.match(name):
+            yield f"allowlist pattern {name!r} admits more than one repository's images"
 
 
 RULES = [
@@ -206,6 +235,22 @@ RULES = [
         "Enable SYSTEM_COMPONENTS and WORKLOADS in logging_config.",
         CLUSTER,
         check=_logging,
+    ),
+    Rule(
+        "gcp-container-cluster-enable-binary-authorization",
+        "GKE itself refuses images the project's policy does not admit, whatever happens to in-cluster webhooks.",
+        Severity.HIGH,
+        "Set binary_authorization.evaluation_mode='PROJECT_SINGLETON_POLICY_ENFORCE'.",
+        CLUSTER,
+        check=_binary_authorization,
+    ),
+    Rule(
+        "gcp-binaryauthorization-policy-disallow-unattested-images",
+        "An image must be attested by the build, or come from a repository named one by one.",
+        Severity.HIGH,
+        "Use REQUIRE_ATTESTATION with an attestor, ENFORCED_BLOCK_AND_AUDIT_LOG, and `registry/path*` patterns.",
+        ADMISSION_POLICY,
+        check=_admission_policy,
     ),
     Rule(
         "gcp-container-nodepool-configure-autoscaling-limits",
