@@ -147,8 +147,9 @@ class LocalEnvironment(ServerStarters, ContainerStarters, ShadowSteps):
         self.home.mkdir(parents=True, exist_ok=True)
         previous = self.state()
         running = self.running()
+        warm_up = threading.Thread(target=_warm_up_imports, name="warm-up", daemon=True)
         if train or "tracking" not in running:  # training may follow: import its heavy modules while servers boot
-            threading.Thread(target=_warm_up_imports, name="warm-up", daemon=True).start()
+            warm_up.start()
         self._settle(previous, running)
         services = dict(running)
         # A server that comes back takes its previous port when it can, so that its clients' settings stay
@@ -182,6 +183,8 @@ class LocalEnvironment(ServerStarters, ContainerStarters, ShadowSteps):
         save_state(self.state_file, {**services, **self._mode()})
 
         self._wait_store_and_tracking(services, fresh_store="object_store" not in reused)
+        if warm_up.is_alive():  # two threads importing one module at once may see it half made: one at a time
+            warm_up.join()
 
         summary = UpSummary(
             services=services, reused=reused, trained_version=None, logs=str(self.logs), images=dict(self.images)
