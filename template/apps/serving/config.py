@@ -27,12 +27,15 @@ SHADOW_SAMPLE_PCT        share of successful requests the candidate also scores 
 SHADOW_QUEUE_SIZE        requests waiting for the candidate at most; more are dropped and counted
 SHADOW_CPU_SHARE         the share of one core the candidate's process may use (default 0.1): it rests
                          after each batch in proportion, so it never eats the pod's CPU quota
+SHADOW_PRIORITY          `idle` (default): the candidate runs only on CPU time nothing else wants;
+                         `normal`: it competes fairly (a busy machine would otherwise starve it)
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -62,6 +65,7 @@ class ServingConfig(BaseModel):
     shadow_sample_pct: float = Field(default=10, gt=0, le=100)
     shadow_queue_size: int = Field(default=1000, ge=1, le=100_000)
     shadow_cpu_share: float = Field(default=0.1, gt=0, le=1)
+    shadow_priority: Literal["idle", "normal"] = "idle"
 
     @property
     def shadowing(self) -> bool:
@@ -111,6 +115,7 @@ class ServingConfig(BaseModel):
             "shadow_sample_pct": "SHADOW_SAMPLE_PCT",
             "shadow_queue_size": "SHADOW_QUEUE_SIZE",
             "shadow_cpu_share": "SHADOW_CPU_SHARE",
+            "shadow_priority": "SHADOW_PRIORITY",
         }
         raw = {field: env[var] for field, var in names.items() if env.get(var) not in (None, "")}
         try:

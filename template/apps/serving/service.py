@@ -93,7 +93,11 @@ class ModelService:
         self.shadow: ShadowScorer | None = None
         if CONFIG.shadowing:  # a candidate scored beside the champion, in a process of its own (apps/serving/shadow.py)
             self.shadow = ShadowScorer(
-                {"config": CONFIG.shadow_config().model_dump(mode="json"), "cpu_share": CONFIG.shadow_cpu_share},
+                {
+                    "config": CONFIG.shadow_config().model_dump(mode="json"),
+                    "cpu_share": CONFIG.shadow_cpu_share,
+                    "priority": CONFIG.shadow_priority,
+                },
                 lambda version: self.metrics.bound(CONFIG.model_name, version, CONFIG.environment),
                 pinned_version=CONFIG.shadow_model_version,
                 sample_pct=CONFIG.shadow_sample_pct,

@@ -4,7 +4,8 @@ its metrics say how it did.
 The request path only offers a request: one random draw and, when it is sampled, a put into a bounded
 queue (when the queue is full the request is dropped and counted). The candidate runs in a process of
 its own (`python -m apps.serving.shadow_worker`), started by the serving worker, at the lowest CPU
-priority Linux has (SCHED_IDLE: it runs only on CPU time nothing else wants) and within a CPU budget
+priority Linux has (SCHED_IDLE: it runs only on CPU time nothing else wants; `SHADOW_PRIORITY=normal`
+lifts that) and within a CPU budget
 (`SHADOW_CPU_SHARE` of a core, default 10 %: the pod's CPU quota is serving's), so neither a slow nor
 a crashing candidate can take much time from the answers:
 - a sender thread takes up to `BATCH` requests off the queue and sends them over a socket, one batch in

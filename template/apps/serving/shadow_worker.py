@@ -1,11 +1,11 @@
 """The shadow candidate's process: `python -m apps.serving.shadow_worker FD SPEC` (started by
 `apps/serving/shadow.py`, never by hand).
 
-It lowers its own CPU priority to SCHED_IDLE (or else nice 19) before anything else runs, dies with its
-parent, loads the candidate (`SPEC`: the candidate's serving settings, or a test's loader), then scores
-each batch it is sent on the socket FD and sends back one outcome per request, resting after each
-batch so that it uses at most `cpu_share` of a core. Every half second it
-also sends what it holds (version, loaded, last error) when that changed.
+It lowers its own CPU priority to SCHED_IDLE (or else nice 19) before anything else runs (unless `SPEC`
+says `"priority": "normal"`), dies with its parent, loads the candidate (`SPEC`: the candidate's
+serving settings, or a test's loader), then scores each batch it is sent on the socket FD and sends
+back one outcome per request, resting after each batch so that it uses at most `cpu_share` of a core.
+Every half second it also sends what it holds (version, loaded, last error) when that changed.
 """
 
 from __future__ import annotations
@@ -80,11 +80,12 @@ def status_of(holder: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    deprioritise()
+    spec = json.loads(argv[2])
+    if spec.get("priority", "idle") == "idle":
+        deprioritise()
     die_with_parent()
     parent = os.getppid()
     connection = Connection(int(argv[1]))
-    spec = json.loads(argv[2])
     holder = holder_of(spec)
     sending = threading.Lock()
 

@@ -62,6 +62,7 @@ def client(sqlite_registry: str) -> Iterator[TestClient]:
             "SERVING_ENVIRONMENT": "test",
             "SHADOW_MODEL_VERSION": "2",
             "SHADOW_SAMPLE_PCT": "100",
+            "SHADOW_PRIORITY": "normal",  # idle priority would starve on a busy CI machine (tests/apps/test_shadow.py)
         }.items():
             patch.setenv(name, value)
         from apps.serving.service import ModelService
