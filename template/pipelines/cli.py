@@ -20,6 +20,7 @@ from core.errors import EXIT_BAD_INPUT, EXIT_OK, MlopsError, Terminated
 from infra.config import SettingsError
 from pipelines.common.output import err_console
 from pipelines.config import commands as config_commands
+from pipelines.data import commands as data_commands
 from pipelines.images import commands as images_commands
 from pipelines.local import commands as local_commands
 from pipelines.monitoring import commands as monitoring_commands
@@ -38,6 +39,7 @@ app = typer.Typer(
 )
 app.add_typer(config_commands.app, name="config")
 app.add_typer(local_commands.app, name="local")
+app.add_typer(data_commands.app, name="data")
 app.command("train")(training_commands.train_command)
 app.command("plan")(plan_commands.plan)
 app.add_typer(policy_commands.app, name="policy")

@@ -17,6 +17,7 @@ from tests.infra.test_settings import PROJECT, edit_stack
 GROUPS = [
     "config",
     "local",
+    "data",
     "train",
     "plan",
     "policy",

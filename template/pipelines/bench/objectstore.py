@@ -17,29 +17,12 @@ import os
 import signal
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from pipelines.common.procs import LOOPBACK, Proc, free_port, spawn, stop, wait_http
+from pipelines.common.procs import Proc, free_port, stop
 from pipelines.local import objectstore
 
 BUCKET = "bench-objects"
-
-
-def start(home: Path, port: int) -> tuple[Proc, float]:
-    weed = str(Path(sys.executable).parent / "weed")
-    started = time.monotonic()
-    proc = spawn(
-        "object_store",
-        objectstore.store_command(weed, port, home / "store"),
-        port=port,
-        log=home / "store.log",
-        url=f"http://{LOOPBACK}:{port}",
-        env={**objectstore.client_env(port), **objectstore.STORE_ENV},
-        cwd=home,
-    )
-    wait_http(proc, objectstore.HEALTH, timeout=60)
-    return proc, time.monotonic() - started
 
 
 def memory_mb(proc: Proc) -> tuple[float, float]:
@@ -63,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--objects must be in 2..10000 and --megabytes in 1..2000")
     with tempfile.TemporaryDirectory(prefix="bench-store-") as tmp:
         home, port = Path(tmp), free_port()
-        proc, first_start = start(home, port)
+        proc, first_start = objectstore.start_alone(home, port)
         try:
             s3 = objectstore.s3_client(port)
             s3.create_bucket(Bucket=BUCKET)
@@ -86,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             busy_private, busy_mapped = memory_mb(proc)
             os.killpg(proc.pid, signal.SIGKILL)
             stop(proc)  # reaps it, and anything of it still alive
-            proc, restart = start(home, port)
+            proc, restart = objectstore.start_alone(home, port)
             s3 = objectstore.s3_client(port)
             kept = sum(
                 hashlib.sha256(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()).hexdigest() == digest

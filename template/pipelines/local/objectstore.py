@@ -10,13 +10,15 @@ in memory and lost them all when killed). One bucket per environment.
 from __future__ import annotations
 
 import shutil
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.errors import EnvironmentProblem
 from infra.settings import PROMOTION_ORDER
-from pipelines.common.procs import LOOPBACK, free_port, pid_alive, port_in_use
+from pipelines.common.procs import LOOPBACK, Proc, free_port, pid_alive, port_in_use, spawn, wait_http
 
 ENVIRONMENTS = tuple(e.value for e in PROMOTION_ORDER)
 HEALTH = "/healthz"
@@ -152,3 +154,21 @@ def import_snapshot(port: int, directory: Path, progress: Callable[[str], None])
     directory.rename(imported)
     progress(f"imported {len(files)} artifacts from the old snapshot {directory} (kept as {imported.name})")
     return len(files)
+
+
+def start_alone(home: Path, port: int, timeout: float = 60) -> tuple[Proc, float]:
+    """A store of its own in `home` (no local environment around it: the benchmarks and tests), answering S3
+    on `port`; (its process, seconds until it answered). The caller stops it (`procs.stop`)."""
+    weed = str(Path(sys.executable).parent / "weed")
+    started = time.monotonic()
+    proc = spawn(
+        "object_store",
+        store_command(weed, port, home / "store"),
+        port=port,
+        log=home / "store.log",
+        url=f"http://{LOOPBACK}:{port}",
+        env={**client_env(port), **STORE_ENV},
+        cwd=home,
+    )
+    wait_http(proc, HEALTH, timeout=timeout)
+    return proc, time.monotonic() - started
