@@ -41,7 +41,24 @@ CHAMPION = "champion"
 SHADOW = "shadow"
 # Written by MLflow into every `models:/` download; it names the registry, so it is not part of the model.
 REGISTRY_META_FILE = "registered_model_meta"
-LINEAGE_TAGS = ("model_version", "git_sha", "dataset_sha256", "training_config", "artifact_sha256")
+# Copied with every version to the next registry (those a version lacks are left out): what it is, what made
+# it and from which data (apps/training/datasets.py names the dataset ones), and its explanation.
+LINEAGE_TAGS = (
+    "model_version",
+    "git_sha",
+    "dataset_sha256",
+    "training_config",
+    "artifact_sha256",
+    "explanation",
+    "dataset_name",
+    "dataset_version",
+    "dataset_store",
+    "features_dataset",
+    "features_sha256",
+    "feature_code",
+    "feature_code_sha",
+    "training_run_id",
+)
 
 
 def registered_name(environment: str, model: str) -> str:

@@ -15,6 +15,8 @@ import pandas as pd
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
+from core.errors import BadInput
+
 GROUP_FEATURE = "mean area"
 
 
@@ -42,11 +44,24 @@ def dataset_sha256(features: pd.DataFrame, target: pd.Series) -> str:
     return digest.hexdigest()
 
 
-def split(test_size: float, random_state: int) -> Split:
-    features, target = load_frame()
+def split(
+    test_size: float,
+    random_state: int,
+    frame: tuple[pd.DataFrame, pd.Series] | None = None,
+    group_feature: str = GROUP_FEATURE,
+    digest: str | None = None,
+) -> Split:
+    """A stratified split of `frame` (features, 0/1 target; default the bundled data), with the fairness
+    groups of the held-out rows: `group_feature` above or below its training median."""
+    features, target = frame if frame is not None else load_frame()
+    if group_feature not in features.columns:
+        raise BadInput(
+            f"the fairness group feature {group_feature!r} is not a feature column",
+            hint=f"--param group_feature=COLUMN, one of: {', '.join(map(str, features.columns[:12]))}",
+        )
     x_train, x_test, y_train, y_test = train_test_split(
         features, target, test_size=test_size, random_state=random_state, stratify=target
     )
-    threshold = float(x_train[GROUP_FEATURE].median())
-    groups = pd.Series(np.where(x_test[GROUP_FEATURE] > threshold, "large", "small"), index=x_test.index)
-    return Split(x_train, x_test, y_train, y_test, groups, dataset_sha256(features, target))
+    threshold = float(x_train[group_feature].median())
+    groups = pd.Series(np.where(x_test[group_feature] > threshold, "large", "small"), index=x_test.index)
+    return Split(x_train, x_test, y_train, y_test, groups, digest or dataset_sha256(features, target))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import BadInput, EnvironmentProblem
+from core.registry import LINEAGE_TAGS
 from pipelines.common.git import Git
 from pipelines.promotion.registries import Registries
 from pipelines.release.pins import PinChange, pin_history
@@ -19,6 +20,15 @@ class AuditEntry:
     until: str | None
     gate: dict[str, str]
     deployment: dict[str, str]
+    lineage: dict[str, str]
+
+    @property
+    def trained_on(self) -> str | None:
+        """`NAME@VERSION (sha…)` of the dataset version, `bundled data (sha…)` without one, None unread."""
+        sha = self.lineage.get("dataset_sha256", "")[:12]
+        if "dataset_name" in self.lineage:
+            return f"{self.lineage['dataset_name']}@{self.lineage.get('dataset_version', '?')} ({sha})"
+        return f"bundled data ({sha})" if sha else None
 
     def to_json(self) -> dict[str, Any]:
         c = self.change
@@ -34,6 +44,7 @@ class AuditEntry:
             "pull_request": c.pull_request,
             "gate": self.gate,
             "deployment": self.deployment,
+            "lineage": self.lineage,
         }
 
 
@@ -68,6 +79,7 @@ def audit_trail(
                 deployment={
                     k.split(".", 2)[2]: v for k, v in version_tags.items() if k.startswith(f"{DEPLOY}.{environment}.")
                 },
+                lineage={k: v for k, v in version_tags.items() if k in LINEAGE_TAGS},  # copied with the version
             )
         )
     return entries, warnings

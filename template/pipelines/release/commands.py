@@ -213,7 +213,8 @@ def report(
     offline: Annotated[bool, typer.Option("--offline", help="Git history only; do not read the registries.")] = False,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
-    """The audit trail of ENV: which version served when, who merged and deployed it, which gates it passed."""
+    """The audit trail of ENV: which version served when, who merged and deployed it, which gates it passed, and
+    its lineage (the dataset version and SHA-256, the feature code's SHA, the training run: `-f json`)."""
     from core.errors import MlopsError  # noqa: PLC0415
     from pipelines.release.audit import audit_trail  # noqa: PLC0415
     from pipelines.release.promote import configured_registries  # noqa: PLC0415
@@ -239,13 +240,24 @@ def report(
             e.deployment.get("by"),
             e.deployment.get("approved_by") or None,
             {"true": "passed", "false": "FAILED"}.get(e.gate.get("passed", "")),
+            e.trained_on,
         ]
         for e in entries
     ]
     emit(
         Report(
             f"Audit trail of {env}",
-            ["served from", "until", "change", "commit, PR", "author", "deployed by", "approved by", "gate"],
+            [
+                "served from",
+                "until",
+                "change",
+                "commit, PR",
+                "author",
+                "deployed by",
+                "approved by",
+                "gate",
+                "trained on",
+            ],
             rows,
             data={"environment": env, "entries": [e.to_json() for e in entries], "warnings": [*warnings, *more]},
             footer=f"{len(entries)} change(s) of {env}'s pin on {ref}",

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
+from sklearn.datasets import load_breast_cancer
 
 from apps.training.data import dataset_sha256, load_frame, split
-from apps.training.train import TrainingConfig, build_pipeline, evaluate, model_card, pip_requirements
+from apps.training.explain import card_section, permutation_importances
+from apps.training.features import FeatureCode, FeatureError, code_for, compute, diagnosis
+from apps.training.train import TrainingConfig, build_pipeline, evaluate, model_card, pip_requirements, with_params
+from core.errors import BadInput
 from core.registry import artifact_digest
 from tests.conftest import ROOT
 
@@ -52,8 +58,64 @@ def test_model_card_names_data_metrics_and_lineage() -> None:
         TrainingConfig(),
         {"roc_auc": 0.99},
         {"dataset_sha256": "abc", "git_sha": "123", "training_config": "{}"},
+        explanation=card_section([{"feature": "mean area", "importance_mean": 0.125, "importance_std": 0.01}]),
     )
     assert "| roc_auc | 0.9900 |" in card and "`abc`" in card and "`123`" in card
+    assert "## Explanation" in card and "| mean area | 0.1250 | 0.0100 |" in card
+
+
+def test_params_override_settings_and_bad_ones_are_refused() -> None:
+    config = with_params(TrainingConfig(), ["regularization_c=0.5", "test_size=0.3", "group_feature=mean radius"])
+    assert (config.regularization_c, config.test_size, config.group_feature) == (0.5, 0.3, "mean radius")
+    for pair, message in [
+        ("learning_rate=1", "--param learning_rate: not a training setting"),
+        ("test_size=0.99", "--param test_size='0.99': Input should be less than 0.9"),
+        ("max_iter=many", "--param max_iter='many': Input should be a valid integer"),
+        ("regularization_c", "--param 'regularization_c' is not KEY=VALUE"),
+    ]:
+        with pytest.raises(BadInput) as caught:
+            with_params(config, [pair])
+        assert message in caught.value.message, caught.value.message
+    with pytest.raises(BadInput, match="'nope' is not a feature column"):
+        split(0.25, 42, group_feature="nope")
+
+
+def test_permutation_importance_ranks_the_features_the_model_uses() -> None:
+    config = TrainingConfig()
+    data = split(config.test_size, config.random_state)
+    model = build_pipeline(config).fit(data.x_train, data.y_train)
+    found = permutation_importances(model, data.x_test, data.y_test, seed=0)
+    assert [f["feature"] for f in found] != list(data.x_test.columns), "sorted by importance, not by column"
+    assert sorted(f["feature"] for f in found) == sorted(data.x_test.columns)
+    means = [f["importance_mean"] for f in found]
+    assert means == sorted(means, reverse=True) and means[0] > 0
+    noise = data.x_test.assign(noise=np.random.default_rng(0).normal(size=len(data.x_test)))
+    refit = build_pipeline(config).fit(
+        data.x_train.assign(noise=np.random.default_rng(1).normal(size=len(data.x_train))), data.y_train
+    )
+    ranked = [f["feature"] for f in permutation_importances(refit, noise, data.y_test, seed=0)]
+    assert ranked.index("noise") > 5, "a column of pure noise is not among the most important"
+
+
+def test_feature_modules_are_found_and_their_output_checked() -> None:
+    frame = load_breast_cancer(as_frame=True).frame
+    code = code_for("diagnosis")
+    blob = subprocess.run(
+        ["git", "hash-object", str(ROOT / "apps/training/features/diagnosis.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (code.module, code.sha) == ("apps.training.features.diagnosis", blob.stdout.strip())
+    computed = compute(code, frame, "target")
+    assert list(computed.columns) == [*diagnosis.COLUMNS, "target"] and (computed.dtypes[:-1] == "float64").all()
+    assert code_for("churn-2024") == FeatureCode("none", "none"), "no module: the numeric columns as they are"
+    plain = compute(code_for("churn"), frame.assign(colour="red"), "target")
+    assert "colour" not in plain.columns and len(plain.columns) == 31
+    with pytest.raises(FeatureError, match="dropped the label column 'label'"):
+        compute(code, frame.rename(columns={"target": "label"}).assign(target=0), "label")
+    with pytest.raises(FeatureError, match=r"feature column .colour. .* is not numeric"):
+        compute(FeatureCode("m", "s", lambda f: f.assign(colour="red")), frame, "target")
 
 
 def test_artifact_digest_covers_paths_and_contents(tmp_path: Path) -> None:

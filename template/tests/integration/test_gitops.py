@@ -119,6 +119,10 @@ def test_promotion_through_every_environment_then_rollback(
     assert trail[1]["author"] == "Pat Promoter" and trail[1]["until"] == trail[0]["date"]
     assert trail[1]["gate"]["passed"] == "true"  # recorded by the gate on the staging copy
     assert trail[0]["deployment"]["commit"] == git(deploy, "rev-parse", "HEAD")
+    lineage = trail[1]["lineage"]  # copied from dev's version through staging's
+    assert (
+        lineage["dataset_sha256"] and lineage["training_run_id"] and lineage["explanation"] == "permutation_importance"
+    )
 
 
 def shadow_then_refused_without_evidence(

@@ -54,8 +54,8 @@ def test_lineage_and_decisions_are_recorded(local_env: tuple[LocalEnvironment, U
     client = client_for(env.tracking_uri())
     prod = champion(client, registered_name("prod", env.model))
     assert prod is not None
-    for tag in ("model_version", "git_sha", "dataset_sha256", "training_config", "artifact_sha256"):
-        assert prod.tags.get(tag), tag
+    for tag in ("model_version", "git_sha", "dataset_sha256", "training_config", "artifact_sha256", "explanation"):
+        assert prod.tags.get(tag), tag  # copied with the version from dev's registry through staging's
     assert prod.tags["promoted_from"] == "staging" and prod.tags["copy_status"] == "verified"
     assert prod.tags["gate.prod.passed"] == "true"
     assert prod.metrics["roc_auc"] > 0.9, "metrics travel with the copy"

@@ -53,7 +53,7 @@ def test_copy_between_two_servers_keeps_lineage_and_digest(
     assert copied.tags["artifact_sha256"] == source.tags["artifact_sha256"]
     digest = artifact_digest_of_version(second_server.url, target_name, copied.registry_version)
     assert digest == source.tags["artifact_sha256"]
-    for tag in ("model_version", "git_sha", "dataset_sha256", "training_config"):
+    for tag in ("model_version", "git_sha", "dataset_sha256", "training_config", "explanation"):
         assert copied.tags[tag] == source.tags[tag]
     assert copied.tags["source_registered_model"] == source.registered_model
     assert copied.metrics == source.metrics

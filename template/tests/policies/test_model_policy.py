@@ -9,7 +9,10 @@ import pytest
 from policies.models import Evidence, PolicyError, evaluate, load_policy
 
 GOOD_METRICS = {"accuracy": 0.97, "roc_auc": 0.995, "f1": 0.97, "roc_auc_group_gap": 0.01}
-GOOD_TAGS = {tag: "x" for tag in ("model_version", "git_sha", "dataset_sha256", "training_config", "artifact_sha256")}
+GOOD_TAGS = {
+    tag: "x"
+    for tag in ("model_version", "git_sha", "dataset_sha256", "training_config", "artifact_sha256", "explanation")
+}
 
 
 def evidence(**changes: object) -> Evidence:
