@@ -1,7 +1,6 @@
-"""Features of the dataset `{{ model_name }}`:
-the thirty measurements of scikit-learn's breast cancer data (which `mlops local up` adds as its first
-version) as the model's inputs, in a fixed order, as float64; the label `target` (0 malignant, 1 benign)
-as it is. The module is named after the dataset (see apps/training/features/__init__.py).
+"""Features of the `diagnosis` dataset (scikit-learn's breast cancer data, `mlops data add --from-sklearn
+breast_cancer --name diagnosis`): the thirty measurements as the model's inputs, in a fixed order, as
+float64; the label `target` (0 malignant, 1 benign) as it is.
 
 The model serves exactly these columns (serving validates requests against the model's signature), so a
 change here that adds or derives a column changes what clients send: ship it as a new model.
@@ -33,7 +32,7 @@ COLUMNS = (
 def features(frame: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"the data lacks column(s) {', '.join(map(repr, missing))}")
+        raise ValueError(f"the diagnosis data lacks column(s) {', '.join(map(repr, missing))}")
     result = frame[COLUMNS].astype("float64")
     result[LABEL] = frame[LABEL].astype("int64")
     return result
