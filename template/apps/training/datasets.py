@@ -11,12 +11,14 @@ from dataclasses import dataclass
 import pandas as pd
 import pyarrow as pa
 
+from apps.training.data import load_frame
 from apps.training.features import FeatureCode, FeatureError, code_for, compute
 from core.datasets.manifest import Manifest
 from core.datasets.store import DatasetStore
 from core.errors import BadInput
 
 STORE_VARIABLE = "MLOPS_DATA_STORE"  # the environment's bucket (`s3://…`, `gs://…`), as `mlops data` reads it
+BUNDLED_SOURCE = "sklearn:breast_cancer"
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,20 @@ def load(
         progress=progress,
     )
     return TrainingData(uri, source, features, code, computed)
+
+
+def latest_or_bundled(
+    store: str, name: str, git_sha: str, progress: Callable[[str], None] = lambda _: None
+) -> TrainingData:
+    """The latest version of dataset `name`, loaded for training; when it has none, the bundled data added as
+    its first version. What `mlops local up` trains on: versions you add with `mlops data add --name NAME`
+    take over from the bundled one."""
+    datasets = DatasetStore(store)
+    if not datasets.versions(name):
+        features, target = load_frame()
+        table = pa.Table.from_pandas(features.assign(target=target), preserve_index=False)
+        datasets.add(table, name, label="target", source=BUNDLED_SOURCE, progress=progress)
+    return load(f"{name}@latest", store, git_sha, progress)
 
 
 def binary_target(data: TrainingData) -> pd.Series:

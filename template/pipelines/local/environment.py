@@ -2,8 +2,9 @@
 
 `up` starts (or reuses) an S3-compatible store, an MLflow tracking server and BentoML serving, each
 in its own process group, concurrently; trains the reference model when asked (or when prod serves
-nothing); promotes it dev → staging → prod through the promotion policies; waits until serving has
-the prod version; smoke-tests it. State (pids, ports, logs, SQLite registry) lives in `.mlops/local/`.
+nothing) on the latest version of the dataset named like the model (at first the bundled data);
+promotes it dev → staging → prod through the promotion policies; waits until serving has the prod
+version; smoke-tests it. State (pids, ports, logs, SQLite registry) lives in `.mlops/local/`.
 """
 
 from __future__ import annotations
@@ -240,13 +241,15 @@ class LocalEnvironment(ServerStarters, ContainerStarters, ShadowSteps):
         wait_http(services["tracking"], HEALTH["tracking"], timeout=120)
 
     def _train_and_promote(self, tracking_uri: str, summary: UpSummary) -> None:
-        from apps.training.train import train  # noqa: PLC0415
+        from apps.training.datasets import latest_or_bundled  # noqa: PLC0415
+        from apps.training.train import git_sha, train  # noqa: PLC0415
         from core.registry import registered_name  # noqa: PLC0415
         from pipelines.promotion.registries import PromotionRefused, promote  # noqa: PLC0415
 
         self._ensure_experiment(tracking_uri)
-        self.progress(f"training {self.model} into the dev registry")
-        result = train(tracking_uri, registered_name("dev", self.model), experiment="training")
+        self.progress(f"training {self.model} into the dev registry, on the latest version of dataset {self.model}")
+        data = latest_or_bundled(self.dev_store, self.model, git_sha(), self.progress)
+        result = train(tracking_uri, registered_name("dev", self.model), experiment="training", dataset=data)
         summary.trained_version = result.version
         registries = self.registries()
         for environment in (e.value for e in PROMOTION_ORDER):
@@ -268,15 +271,6 @@ class LocalEnvironment(ServerStarters, ContainerStarters, ShadowSteps):
                 summary.refused = refused.message
                 return
             summary.promotions.append({"environment": environment, **promotion.verdict.as_dict()})
-
-    def _ensure_experiment(self, tracking_uri: str) -> None:
-        from core.registry import client_for  # noqa: PLC0415
-
-        client = client_for(tracking_uri)
-        if client.get_experiment_by_name("training") is None:
-            client.create_experiment(
-                "training", artifact_location=f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}/training"
-            )
 
     def champions(self) -> dict[str, int | None]:
         """The model version each environment serves (one light REST call each: no MLflow import)."""

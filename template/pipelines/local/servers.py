@@ -41,6 +41,18 @@ class ServerStarters:
             "MLOPS_LOCAL_HOME": str(self.home),  # which state directory a process belongs to (`ps e`, tests)
         }
 
+    @property
+    def dev_store(self) -> str:
+        """The dev bucket: dev's training artifacts and the datasets (`mlops data`) live there."""
+        return f"s3://{objectstore.bucket(BUCKET_PREFIX, 'dev')}"
+
+    def _ensure_experiment(self, tracking_uri: str) -> None:
+        from core.registry import client_for  # noqa: PLC0415
+
+        client = client_for(tracking_uri)
+        if client.get_experiment_by_name("training") is None:
+            client.create_experiment("training", artifact_location=f"{self.dev_store}/training")
+
     def _spawn(self, name: str, command: list[str], port: int, env: dict[str, str]) -> Proc:
         url = f"http://{LOOPBACK}:{port}"
         return spawn(name, command, port=port, log=self.logs / f"{name}.log", url=url, env=env, cwd=self.root)

@@ -1,12 +1,15 @@
 """`mlops train`: train the reference model and register a new version in the dev registry.
 
-    mlops train                                   # the bundled data, the local environment's MLflow
+    mlops train                                   # the latest version of the dataset named like the model
     mlops train --dataset diagnosis@latest        # a dataset version (`mlops data add`), its lineage logged
     mlops train --dataset diagnosis@3 --param regularization_c=0.5 --param test_size=0.3
 
-With the local environment up nothing needs setting by hand: the tracking server, the object store the
-artifacts go to and the dataset store (the dev bucket) are read from its state. `--tracking-uri` and
-`--store` (or MLOPS_DATA_STORE) name others; their credentials come from the usual chains.
+Without --dataset, as `mlops local up` does, it trains on the latest version of the dataset named like the
+model in the dev bucket (the bundled data is added as its first version); with --tracking-uri or --store and
+no --dataset, on the bundled data, unversioned. With the local environment up nothing needs setting by hand:
+the tracking server, the object store the artifacts go to and the dataset store (the dev bucket) are read
+from its state. `--tracking-uri` and `--store` (or MLOPS_DATA_STORE) name others; their credentials come
+from the usual chains.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def train_command(
     """Train the reference model and register a new version in the dev registry."""
     import os  # noqa: PLC0415
 
-    from apps.training.datasets import load  # noqa: PLC0415
+    from apps.training.datasets import latest_or_bundled, load  # noqa: PLC0415
     from apps.training.train import TrainingConfig, git_sha, train, with_params  # noqa: PLC0415
     from core.registry import registered_name  # noqa: PLC0415
 
@@ -48,11 +51,16 @@ def train_command(
     env = environment()
     uri = tracking_uri or env.tracking_uri()
     data_store = store or os.environ.get(STORE_VARIABLE)
-    if tracking_uri is None:
+    local = tracking_uri is None
+    if local:
         env._ensure_experiment(uri)
         local_bucket = local_store_uri(env, "dev")  # and this process's S3 clients reach the local store
-        data_store = data_store or local_bucket
-    data = load(dataset, data_store, git_sha(), progress) if dataset else None
+    if dataset:
+        data = load(dataset, data_store or (local_bucket if local else None), git_sha(), progress)
+    elif local and not data_store:  # as `mlops local up` trains: the dataset named like the model
+        data = latest_or_bundled(local_bucket, env.model, git_sha(), progress)
+    else:
+        data = None  # the bundled data, unversioned
     result = train(uri, registered_name("dev", env.model), config, experiment="training", dataset=data)
     lineage = f" from {data.source.ref} ({data.source.short}) via {data.features.ref}" if data else ""
     emit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 from pathlib import Path
@@ -13,10 +14,11 @@ from sklearn.datasets import load_breast_cancer
 
 from apps.training.data import dataset_sha256, load_frame, split
 from apps.training.explain import card_section, permutation_importances
-from apps.training.features import FeatureCode, FeatureError, code_for, compute, diagnosis
+from apps.training.features import FeatureCode, FeatureError, code_for, compute, module_name
 from apps.training.train import TrainingConfig, build_pipeline, evaluate, model_card, pip_requirements, with_params
 from core.errors import BadInput
 from core.registry import artifact_digest
+from infra.config import load_stack
 from tests.conftest import ROOT
 
 
@@ -98,19 +100,17 @@ def test_permutation_importance_ranks_the_features_the_model_uses() -> None:
 
 
 def test_feature_modules_are_found_and_their_output_checked() -> None:
+    model = load_stack(ROOT, "local").serving.model.name  # the reference dataset is named like the model
     frame = load_breast_cancer(as_frame=True).frame
-    code = code_for("diagnosis")
-    blob = subprocess.run(
-        ["git", "hash-object", str(ROOT / "apps/training/features/diagnosis.py")],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert (code.module, code.sha) == ("apps.training.features.diagnosis", blob.stdout.strip())
+    code = code_for(model)
+    path = ROOT / "apps" / "training" / "features" / f"{model.replace('-', '_')}.py"
+    blob = subprocess.run(["git", "hash-object", str(path)], capture_output=True, text=True, check=True)
+    assert (code.module, code.sha) == (module_name(model), blob.stdout.strip())
     computed = compute(code, frame, "target")
-    assert list(computed.columns) == [*diagnosis.COLUMNS, "target"] and (computed.dtypes[:-1] == "float64").all()
+    columns = importlib.import_module(module_name(model)).COLUMNS
+    assert list(computed.columns) == [*columns, "target"] and (computed.dtypes[:-1] == "float64").all()
     assert code_for("churn-2024") == FeatureCode("none", "none"), "no module: the numeric columns as they are"
-    plain = compute(code_for("churn"), frame.assign(colour="red"), "target")
+    plain = compute(code_for("churn-2024"), frame.assign(colour="red"), "target")
     assert "colour" not in plain.columns and len(plain.columns) == 31
     with pytest.raises(FeatureError, match="dropped the label column 'label'"):
         compute(code, frame.rename(columns={"target": "label"}).assign(target=0), "label")

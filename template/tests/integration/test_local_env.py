@@ -56,6 +56,8 @@ def test_lineage_and_decisions_are_recorded(local_env: tuple[LocalEnvironment, U
     assert prod is not None
     for tag in ("model_version", "git_sha", "dataset_sha256", "training_config", "artifact_sha256", "explanation"):
         assert prod.tags.get(tag), tag  # copied with the version from dev's registry through staging's
+    assert (prod.tags["dataset_name"], prod.tags["features_dataset"]) == (env.model, f"{env.model}-features@1")
+    assert prod.tags["feature_code"] == f"apps.training.features.{env.model}" and prod.tags["training_run_id"]
     assert prod.tags["promoted_from"] == "staging" and prod.tags["copy_status"] == "verified"
     assert prod.tags["gate.prod.passed"] == "true"
     assert prod.metrics["roc_auc"] > 0.9, "metrics travel with the copy"

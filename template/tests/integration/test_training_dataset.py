@@ -11,6 +11,7 @@ from pathlib import Path
 
 import mlflow
 
+from apps.training.features import module_name
 from core.datasets.store import DatasetStore
 from core.registry import client_for
 from pipelines.local.environment import LocalEnvironment, UpSummary
@@ -32,35 +33,36 @@ def _mlops(env: LocalEnvironment, *args: str) -> dict:
 
 def test_training_on_a_dataset_version_records_its_lineage(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
     env, _ = local_env
-    added = _mlops(env, "data", "add", "--from-sklearn", "breast_cancer", "--name", "diagnosis")
-    trained = _mlops(env, "train", "--dataset", f"diagnosis@{added['version']}", "--param", "regularization_c=0.5")
+    name = env.model  # `up` added the bundled data as its first version: the same data again is that version
+    added = _mlops(env, "data", "add", "--from-sklearn", "breast_cancer", "--name", name)
+    trained = _mlops(env, "train", "--dataset", f"{name}@{added['version']}", "--param", "regularization_c=0.5")
     client = client_for(env.tracking_uri())
     version = client.get_model_version(trained["registered_model"], str(trained["version"]))
     tags = version.tags
     blob = subprocess.run(
-        ["git", "hash-object", "apps/training/features/diagnosis.py"],
+        ["git", "hash-object", f"apps/training/features/{name.replace('-', '_')}.py"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
     assert (tags["dataset_name"], tags["dataset_version"], tags["dataset_sha256"]) == (
-        "diagnosis",
+        name,
         str(added["version"]),
         added["sha256"],
     )
-    assert tags["feature_code"] == "apps.training.features.diagnosis" and tags["feature_code_sha"] == blob
+    assert tags["feature_code"] == module_name(name) and tags["feature_code_sha"] == blob
     assert tags["explanation"] == "permutation_importance"
 
     store = DatasetStore(added["store"])
     features = store.resolve(tags["features_dataset"])
-    assert features.sha256 == tags["features_sha256"] and features.name == "diagnosis-features"
+    assert features.sha256 == tags["features_sha256"] and features.name == f"{name}-features"
     assert (features.metadata["source_sha256"], features.metadata["feature_code_sha"]) == (added["sha256"], blob)
 
     run = client.get_run(version.run_id)
     assert run.data.params["regularization_c"] == "0.5"
     inputs = {d.dataset.name: {t.key: t.value for t in d.tags} for d in run.inputs.dataset_inputs}
-    assert inputs[f"diagnosis@{added['version']}"]["mlflow.data.context"] == "source"
+    assert inputs[f"{name}@{added['version']}"]["mlflow.data.context"] == "source"
     assert inputs[features.ref]["mlflow.data.context"] == "training"
     assert inputs[features.ref]["sha256"] == features.sha256
 
@@ -74,7 +76,7 @@ def test_training_on_a_dataset_version_records_its_lineage(local_env: tuple[Loca
             run_id=version.run_id, artifact_path="model_card.md", tracking_uri=env.tracking_uri()
         )
     ).read_text()
-    assert f"`diagnosis@{added['version']}`" in card and "## Explanation" in card and importances[0]["feature"] in card
+    assert f"`{name}@{added['version']}`" in card and "## Explanation" in card and importances[0]["feature"] in card
 
-    shown = _mlops(env, "data", "show", "diagnosis")
+    shown = _mlops(env, "data", "show", f"{name}@{added['version']}")
     assert f"{trained['registered_model']} v{trained['version']}" in shown["models"]
