@@ -21,6 +21,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
@@ -257,10 +258,13 @@ def _log_inputs(mlflow: Any, dataset: TrainingData) -> None:
     for manifest, context in ((dataset.source, "source"), (dataset.features, "training")):
         frame = dataset.frame.head(0) if manifest is dataset.source else dataset.frame
         source = f"{dataset.store.rstrip('/')}/datasets/{manifest.name}/{manifest.sha256}"
-        logged = mlflow.data.from_pandas(
-            frame, source=source, targets=dataset.label, name=manifest.ref, digest=manifest.sha256[:12]
-        )
-        mlflow.log_input(logged, context=context, tags={"sha256": manifest.sha256, "rows": str(manifest.rows)})
+        with warnings.catch_warnings():
+            # MLflow hints that an integer label cannot hold missing values: `data add` refused nulls already.
+            warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer", category=UserWarning)
+            logged = mlflow.data.from_pandas(
+                frame, source=source, targets=dataset.label, name=manifest.ref, digest=manifest.sha256[:12]
+            )
+            mlflow.log_input(logged, context=context, tags={"sha256": manifest.sha256, "rows": str(manifest.rows)})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
