@@ -6,7 +6,14 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from infra.settings.apps import ImageSettings, MonitoringSettings, ServingSettings, TrackingSettings, references_only
+from infra.settings.apps import (
+    ImageSettings,
+    MonitoringSettings,
+    ServingSettings,
+    TrackingSettings,
+    TrainingSettings,
+    references_only,
+)
 from infra.settings.base import Cloud, Environment, Frozen
 from infra.settings.platform import (
     AccessSettings,
@@ -37,6 +44,7 @@ class Settings(Frozen):
     tracking: TrackingSettings = TrackingSettings()
     serving: ServingSettings
     monitoring: MonitoringSettings = MonitoringSettings()
+    training: TrainingSettings = TrainingSettings()
     cost: CostSettings = CostSettings()
 
     @model_validator(mode="after")
