@@ -529,12 +529,12 @@ def without(*types: str) -> Callable[[list[PlannedResource]], list[PlannedResour
 
 
 def more_node_pools(resources: list[PlannedResource]) -> list[PlannedResource]:
-    """Ten more copies of every node pool: far more capacity than any default budget pays for."""
+    """Thirty more copies of every node pool: far more capacity than any default budget pays for."""
     pools = [r for r in resources if r.type in ("aws:eks/nodeGroup:NodeGroup", "gcp:container/nodePool:NodePool")]
     return resources + [
         PlannedResource(**{**r.__dict__, "urn": f"{r.urn}-{i}", "name": f"{r.name}-{i}"})
         for r in pools
-        for i in range(10)
+        for i in range(30)
     ]
 
 
