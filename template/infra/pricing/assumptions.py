@@ -93,8 +93,13 @@ class Assumptions(FrozenModel):
                 if pool.hours_per_month is not None:
                     pools[cloud][role] = PoolAssumption(nodes=pool.desired_nodes, hours=pool.hours_per_month)
                 elif role == "batch":  # one node per run, for the run and the autoscaler's scale-down delay
-                    hours = min(sum(job.node_hours for job in jobs), MONTH_HOURS)
-                    pools[cloud][role] = PoolAssumption(nodes=1, hours=hours, scheduled=True, from_jobs=jobs)
+                    # Spread over the pool's size (`desired_nodes`: the capacity the all-on-demand baseline
+                    # keeps on), so the node-hours are the runs' and the baseline is the pool's.
+                    nodes = max(pool.desired_nodes, 1)
+                    node_hours = min(sum(job.node_hours for job in jobs), MONTH_HOURS * nodes)
+                    pools[cloud][role] = PoolAssumption(
+                        nodes=nodes, hours=node_hours / nodes, scheduled=True, from_jobs=jobs
+                    )
                 else:
                     pools[cloud][role] = PoolAssumption(nodes=pool.desired_nodes, hours=MONTH_HOURS)
         return cls(
@@ -117,7 +122,8 @@ class Assumptions(FrozenModel):
                 if pool.scheduled:
                     runs = ", ".join(f"{j.name} {j.runs} runs x {j.minutes:g} min" for j in pool.from_jobs) or "none"
                     said.append(
-                        f"{cloud} {role} pool: {pool.hours:.0f} node-hours a month from its CronJobs' schedules "
+                        f"{cloud} {role} pool: {pool.nodes * pool.hours:.0f} node-hours a month "
+                        "from its CronJobs' schedules "
                         f"({runs}; +{SCALE_DOWN_MINUTES} min scale-down each)"
                     )
                     continue

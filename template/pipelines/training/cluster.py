@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from core.errors import BadInput, CheckFailed, EnvironmentProblem
 from infra.config import load_stack, project_name
+from infra.k8s.apps import TRAINING
 from infra.k8s.training import JOB_NAME_LABEL, training_job
 from infra.settings import DATASET_REFERENCE
 from pipelines.release.rollout import kubeconfigs, materialised
@@ -41,7 +42,7 @@ def job_arguments(cronjob: dict[str, Any], dataset: str | None, params: Sequence
     if dataset is not None and not re.match(DATASET_REFERENCE, dataset):
         raise BadInput(f"--dataset {dataset!r} is not NAME[@VERSION]", hint="e.g. diagnosis@latest or diagnosis@3")
     pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    (container,) = [c for c in pod["containers"] if c["name"] == "training"]
+    (container,) = [c for c in pod["containers"] if c["name"] == TRAINING]
     args = list(container.get("args") or [])
     if dataset is not None:
         if "--dataset" not in args:
@@ -132,7 +133,7 @@ class JobFollower:
     def _log(self, pod: str) -> str:
         """The pod's log, streamed line by line as the container writes it, until it ends."""
         stream: Any = self.core.read_namespaced_pod_log(
-            pod, self.namespace, container="training", follow=True, _preload_content=False
+            pod, self.namespace, container=TRAINING, follow=True, _preload_content=False
         )  # the raw response (urllib3), read as it arrives
         lines: list[str] = []
         try:

@@ -17,6 +17,7 @@ from infra.pricing.assumptions import Assumptions, PoolAssumption
 from infra.pricing.estimate import estimate
 from infra.pricing.lines import Estimate
 from infra.pricing.table import PRICES_FILE, PriceTable, PriceTableError, load_prices, shipped_prices
+from infra.settings import Cloud
 from pipelines.plan.graph import Plan
 from pipelines.plan.policy import check_plan, engine_resources
 from policies.infra.pack import BY_NAME
@@ -502,8 +503,9 @@ def test_a_scheduled_training_cronjob_prices_the_spot_pool_from_its_schedule(pin
     assert drift_runs == 730 and runs_per_month("0 2 * * *") in (30, 31) and runs_per_month("17 3 * * 1") in (4, 5)
     for cloud in weekly.pools:
         before, after = weekly.pools[cloud]["batch"], daily.pools[cloud]["batch"]
-        assert before.hours == pytest.approx(drift_runs * (5 + SCALE_DOWN_MINUTES) / 60)
+        assert before.nodes * before.hours == pytest.approx(drift_runs * (5 + SCALE_DOWN_MINUTES) / 60)
         added = runs_per_month("0 2 * * *") * (settings.training.expected_minutes + SCALE_DOWN_MINUTES) / 60
-        assert after.hours == pytest.approx(before.hours + added)
+        assert after.nodes * after.hours == pytest.approx(before.nodes * before.hours + added)
+        assert after.nodes == max(settings.clusters[Cloud(cloud)].spot_pool.desired_nodes, 1)  # the baseline's
         assert [j.name for j in after.from_jobs] == ["training", "model-drift"]
     assert any("from its CronJobs' schedules (training 3" in line for line in daily.describe())
