@@ -29,7 +29,7 @@ def tags(project: str, settings: Settings) -> dict[str, str]:
 
 
 # The images this repository builds (`apps/<name>/Dockerfile`), one registry repository each.
-IMAGES = ("serving", "tracking", "training")
+IMAGES = ("serving", "tracking")
 
 
 def ecr_repository(project: str, environment: str, image: str) -> str:

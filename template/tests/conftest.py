@@ -22,9 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # Images cannot be built here (no container engine): tests that need the apps deployed pin these
 # made-up digests, as the images workflow would pin real ones.
 BUILT_FROM = "0123456789abcdef0123456789abcdef01234567"
-DIGESTS = {
-    image: "sha256:" + hashlib.sha256(image.encode()).hexdigest() for image in ("serving", "tracking", "training")
-}
+DIGESTS = {image: "sha256:" + hashlib.sha256(image.encode()).hexdigest() for image in ("serving", "tracking")}
 LOCAL_REGISTRY = "registry.internal:5000/platform"
 
 

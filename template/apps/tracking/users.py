@@ -4,13 +4,12 @@
 - `serving` reads (the server's default permission for every user is READ): it loads the pinned
   version's model and nothing else.
 - `drift` reads, and edits the one experiment it records its checks in (`drift`).
-- `training` edits its experiment (`training`) and the one registered model it adds versions to.
 
 Idempotent: an existing user gets the password from its Secret again (so a rotated Secret takes
 effect), an existing permission is set to the wanted one. Credentials are files (a mounted Secret:
 `<dir>/username`, `<dir>/password`), never arguments or environment variables.
 
-    python -m apps.tracking.users --tracking-uri URL --admin DIR --user DIR [--user DIR:EXPERIMENT[:MODEL] ...]
+    python -m apps.tracking.users --tracking-uri URL --admin DIR --user DIR [--user DIR:EXPERIMENT ...]
 """
 
 from __future__ import annotations
@@ -57,7 +56,6 @@ class Credentials:
 class AppUser:
     credentials: Credentials
     edits: str | None = None  # the one experiment it may record in
-    registers: str | None = None  # the one registered model it may add versions to
 
 
 def _code(error: MlflowException) -> int:
@@ -104,35 +102,20 @@ def _ensure_user(auth: AuthServiceClient, user: Credentials) -> str:
     return "password set"
 
 
-def _grant_edit(auth: AuthServiceClient, username: str, resource_type: str, resource_id: str) -> None:
-    try:
-        auth.grant_user_permission(username, resource_type, resource_id, EDIT)
-    except RestException as error:
-        if _code(error) != RESOURCE_ALREADY_EXISTS:
-            raise
-        # Granted before, perhaps with another level: set it again to the wanted one.
-        auth.revoke_user_permission(username, resource_type, resource_id)
-        auth.grant_user_permission(username, resource_type, resource_id, EDIT)
-
-
 def _ensure_edit(auth: AuthServiceClient, tracking_uri: str, username: str, experiment: str) -> None:
     from mlflow.tracking import MlflowClient  # noqa: PLC0415 - after the admin signed in
 
     client = MlflowClient(tracking_uri=tracking_uri)
     found = client.get_experiment_by_name(experiment)
     experiment_id = found.experiment_id if found else client.create_experiment(experiment)
-    _grant_edit(auth, username, "experiment", experiment_id)
-
-
-def _ensure_model_edit(auth: AuthServiceClient, tracking_uri: str, username: str, model: str) -> None:
-    from mlflow.tracking import MlflowClient  # noqa: PLC0415 - after the admin signed in
-
-    try:  # made by the admin, so that the permission has something to name
-        MlflowClient(tracking_uri=tracking_uri).create_registered_model(model)
-    except MlflowException as error:
+    try:
+        auth.grant_user_permission(username, "experiment", experiment_id, EDIT)
+    except RestException as error:
         if _code(error) != RESOURCE_ALREADY_EXISTS:
             raise
-    _grant_edit(auth, username, "registered_model", model)
+        # Granted before, perhaps with another level: set it again to the wanted one.
+        auth.revoke_user_permission(username, "experiment", experiment_id)
+        auth.grant_user_permission(username, "experiment", experiment_id, EDIT)
 
 
 def ensure_users(tracking_uri: str, admin: Credentials, users: Sequence[AppUser]) -> list[str]:
@@ -149,26 +132,20 @@ def ensure_users(tracking_uri: str, admin: Credentials, users: Sequence[AppUser]
             if user.edits:
                 _ensure_edit(auth, tracking_uri, user.credentials.username, user.edits)
                 state += f", edits experiment {user.edits}"
-            if user.registers:
-                _ensure_model_edit(auth, tracking_uri, user.credentials.username, user.registers)
-                state += f", adds versions to {user.registers}"
             done.append(f"{user.credentials.username}: {state}")
     return done
 
 
 def _user(value: str) -> AppUser:
-    directory, _, rest = value.partition(":")
-    experiment, _, model = rest.partition(":")
-    return AppUser(Credentials.read(Path(directory)), experiment or None, model or None)
+    directory, _, experiment = value.partition(":")
+    return AppUser(Credentials.read(Path(directory)), experiment or None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m apps.tracking.users", description=__doc__.split("\n\n")[0])
     parser.add_argument("--tracking-uri", required=True)
     parser.add_argument("--admin", required=True, type=Path, help="directory with the admin's username, password")
-    parser.add_argument(
-        "--user", action="append", required=True, help="DIR, DIR:EXPERIMENT or DIR:EXPERIMENT:MODEL (may edit them)"
-    )
+    parser.add_argument("--user", action="append", required=True, help="DIR or DIR:EXPERIMENT (may edit it)")
     args = parser.parse_args(argv)
     admin = Credentials.read(args.admin)
     users = [_user(value) for value in args.user]

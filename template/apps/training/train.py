@@ -36,7 +36,6 @@ from sklearn.preprocessing import StandardScaler
 
 from apps.serving.drift import Reference
 from apps.training import explain
-from apps.training.checkpoint import Checkpoint
 from apps.training.data import GROUP_FEATURE, Split, split
 from apps.training.datasets import TrainingData, binary_target, load
 from core.errors import BadInput, MlopsError
@@ -113,9 +112,8 @@ def evaluate(model: Pipeline, data: Split) -> dict[str, float]:
 
 
 def git_sha(cwd: Path | None = None) -> str:
-    """The commit the code was trained from: `MLOPS_SOURCE_COMMIT` (an image's, set by its Job), `GITHUB_SHA`
-    in CI, else the checkout's HEAD; `unknown` outside a repository."""
-    if sha := os.environ.get("MLOPS_SOURCE_COMMIT") or os.environ.get("GITHUB_SHA"):
+    """The commit the code was trained from; `GITHUB_SHA` in CI; `unknown` outside a repository."""
+    if sha := os.environ.get("GITHUB_SHA"):
         return sha
     try:
         result = subprocess.run(
@@ -183,8 +181,6 @@ def train(
     config: TrainingConfig | None = None,
     experiment: str = "training",
     dataset: TrainingData | None = None,
-    *,
-    checkpoint: Checkpoint | None = None,
 ) -> TrainingResult:
     """Fit, evaluate, log and register one model version; returns the new version number."""
     import mlflow  # noqa: PLC0415 -- heavy; imported only when training
@@ -200,11 +196,7 @@ def train(
         features = dataset.frame.drop(columns=[dataset.label]).astype("float64")
         frame = (features, target)
         data = split(config.test_size, config.random_state, frame, config.group_feature, dataset.source.sha256)
-
-    def fit() -> Pipeline:
-        return build_pipeline(config).fit(data.x_train, data.y_train)
-
-    model = checkpoint.fitted(fit, _progress) if checkpoint is not None else fit()
+    model = build_pipeline(config).fit(data.x_train, data.y_train)
     metrics = evaluate(model, data)
     importances = explain.permutation_importances(model, data.x_test, data.y_test, config.random_state)
     lineage = {
@@ -283,39 +275,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--store", help="the dataset store (default MLOPS_DATA_STORE)")
     parser.add_argument("--config", type=Path, help="JSON file with TrainingConfig fields")
     parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
-    parser.add_argument("--experiment", default="training", help="the MLflow experiment of the run")
-    parser.add_argument("--checkpoint", metavar="URI", help="resume from / save to this run's checkpoint")
     args = parser.parse_args(argv)
     if not args.tracking_uri:
         parser.error("--tracking-uri (or MLFLOW_TRACKING_URI) is required")
-    checkpoint = Checkpoint(args.checkpoint) if args.checkpoint else None
     try:
         config = TrainingConfig.model_validate_json(args.config.read_text()) if args.config else TrainingConfig()
+        config = with_params(config, args.param)
+        dataset = load(args.dataset, args.store, git_sha(), _progress) if args.dataset else None
+        result = train(args.tracking_uri, args.registered_model, config, dataset=dataset)
     except (OSError, ValidationError) as error:
         print(f"error: --config {args.config}: {error}", file=sys.stderr)
         return 2
-    try:
-        config = with_params(config, args.param)
-        if checkpoint is not None and (done := checkpoint.result()) is not None:
-            _progress(f"this run registered version {done['version']} before it was interrupted; nothing to do")
-            print(json.dumps(done, indent=2))
-            return 0
-        dataset = load(args.dataset, args.store, git_sha(), _progress) if args.dataset else None
-        result = train(
-            args.tracking_uri, args.registered_model, config, args.experiment, dataset, checkpoint=checkpoint
-        )
     except MlopsError as error:
         print(f"error: {error.message}" + (f"\nhint: {error.hint}" if error.hint else ""), file=sys.stderr)
         return error.exit_code
-    outcome = {
-        "registered_model": result.registered_model,
-        "version": result.version,
-        "run_id": result.run_id,
-        "metrics": result.metrics,
-    }
-    if checkpoint is not None:
-        checkpoint.save_result(outcome)
-    print(json.dumps(outcome, indent=2))
+    print(
+        json.dumps(
+            {
+                "registered_model": result.registered_model,
+                "version": result.version,
+                "run_id": result.run_id,
+                "metrics": result.metrics,
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -18,7 +18,6 @@ from infra.k8s.objects import (
 TRACKING = "mlflow"
 SERVING = "serving"
 DRIFT = "model-drift"
-TRAINING = "training"
 POSTGRES = "postgres"
 MINIO = "minio"
 TRACKING_PORT = 5000
@@ -29,17 +28,13 @@ DB_SECRET = "mlflow-database"  # noqa: S105 (a Secret\'s name, not a password)
 AUTH_SECRET = "mlflow-auth"  # noqa: S105 (a Secret\'s name, not a password)
 SERVING_CREDENTIALS = "serving-mlflow-credentials"
 DRIFT_CREDENTIALS = "drift-mlflow-credentials"
-TRAINING_CREDENTIALS = "training-mlflow-credentials"
 ADMIN_CREDENTIALS = "mlflow-admin-credentials"  # mounted by the users Job only
 # The tracking server's app users, made by the users Job (apps/tracking/users.py): each app signs in as
-# itself. `serving` reads; `drift` reads and records in its experiment; `training` records in its own and
-# adds versions to the served model; nothing else is the admin.
+# itself. `serving` reads; `drift` reads and records in its experiment; nothing else is the admin.
 USERS_JOB = "mlflow-users"
 SERVING_USER = "serving"
 DRIFT_USER = "drift"
 DRIFT_EXPERIMENT = "drift"
-TRAINING_USER = "training"
-TRAINING_EXPERIMENT = "training"
 MINIO_SECRET = "minio-root"  # noqa: S105 (a Secret\'s name, not a password)
 # Secrets reach the pods as files. `credentials` is the client's own file format: MLflow's
 # ~/.mlflow/credentials for an app user, boto3's shared-credentials file for MinIO's key.
@@ -69,14 +64,6 @@ class AppContext:
 
     def tracking_uri(self) -> str:
         return f"http://{TRACKING}.{self.namespace}.svc.cluster.local:{TRACKING_PORT}"
-
-
-def tracking_credentials(tracking_auth: bool, credentials: str) -> list[tuple[Obj, Obj]]:
-    """The app's own MLflow user (made by the tracking server's users Job), never the admin: its
-    ~/.mlflow/credentials file (HOME is /tmp; the Secret is mounted inside the scratch volume)."""
-    if not tracking_auth:
-        return []
-    return [secret_files("mlflow-credentials", credentials, "/tmp/.mlflow", [CREDENTIALS_KEY])]
 
 
 def service_account(ctx: AppContext, app: str) -> Obj:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pulumi
 
-from infra.k8s import admission, apps, dashboard, platform, serving, tracking, training
+from infra.k8s import admission, apps, dashboard, platform, serving, tracking
 from infra.k8s.addons import (
     ImageAdmission,
     ImageAdmissionArgs,
@@ -22,14 +22,7 @@ from infra.k8s.addons import (
 from infra.k8s.objects import Obj, app_labels, secret
 from infra.k8s.resources import apply, apply_all, random_password
 from infra.naming import IMAGES
-from infra.settings import (
-    ImageSettings,
-    MonitoringSettings,
-    ServingSettings,
-    Settings,
-    TrackingSettings,
-    TrainingSettings,
-)
+from infra.settings import ImageSettings, MonitoringSettings, ServingSettings, Settings, TrackingSettings
 
 # Stack output when no image is pinned yet (the first `pulumi up` creates the registries they go to).
 APPS_NOT_DEPLOYED = "not deployed: no image pinned yet (images.serving/images.tracking; the images workflow pins them)"
@@ -74,7 +67,6 @@ class TrackingServerArgs:
     context: apps.AppContext
     settings: TrackingSettings
     image: pulumi.Input[str]
-    model: str  # the registered model the training user may add versions to
     minio_bucket: str | None = None
 
 
@@ -111,12 +103,6 @@ class TrackingServer(pulumi.ComponentResource):
                 (apps.ADMIN_CREDENTIALS, apps.USERS_JOB, "admin", admin),
                 (apps.SERVING_CREDENTIALS, apps.SERVING, apps.SERVING_USER, random_password(f"{name}-serving", self)),
                 (apps.DRIFT_CREDENTIALS, apps.DRIFT, apps.DRIFT_USER, random_password(f"{name}-drift", self)),
-                (
-                    apps.TRAINING_CREDENTIALS,
-                    apps.TRAINING,
-                    apps.TRAINING_USER,
-                    random_password(f"{name}-training", self),
-                ),
             )
             for secret_name, app, username, password in users:
                 values = {
@@ -152,7 +138,7 @@ class TrackingServer(pulumi.ComponentResource):
             ready += apply_all(name, tracking.postgres_objects(ctx, settings), self, ready).values()
         server = apply_all(name, tracking.tracking_objects(ctx, settings, args.image), self, ready)
         if settings.auth:  # the app users, once the server answers
-            apply_all(name, [tracking.users_job(ctx, args.image, args.model)], self, list(server.values()))
+            apply_all(name, [tracking.users_job(ctx, args.image)], self, list(server.values()))
         self.url = ctx.tracking_uri()
         self.admin_password = pulumi.Output.secret(admin)
         self.register_outputs({"url": self.url})
@@ -199,29 +185,6 @@ class ModelServing(pulumi.ComponentResource):
         self.register_outputs({"url": self.url})
 
 
-@dataclass(frozen=True)
-class ModelTrainingArgs:
-    context: apps.AppContext
-    settings: TrainingSettings
-    image: pulumi.Input[str]
-    model: str
-    tracking_auth: bool
-    commit: str | None = None
-
-
-class ModelTraining(pulumi.ComponentResource):
-    """The training CronJob on the spot pool (suspended unless `training.scheduled`) and its identity's
-    service account; `mlops train --on-cluster` submits Jobs from its template."""
-
-    def __init__(self, name: str, args: ModelTrainingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("mlops:k8s:ModelTraining", name, None, opts)
-        objects = training.training_objects(
-            args.context, args.settings, args.image, args.model, tracking_auth=args.tracking_auth, commit=args.commit
-        )
-        apply_all(name, objects, self)
-        self.register_outputs({})
-
-
 def resolve_images(
     images: ImageSettings, registry_image: Callable[[str, str], pulumi.Input[str]] | None
 ) -> dict[str, pulumi.Input[str]] | None:
@@ -232,8 +195,6 @@ def resolve_images(
     resolved: dict[str, pulumi.Input[str]] = {}
     for image in IMAGES:
         pin = getattr(images, image)
-        if pin is None:  # the training image is optional: no training on the cluster without it
-            continue
         if pin.reference is not None:
             resolved[image] = pin.reference
         elif registry_image is None:
@@ -300,11 +261,7 @@ def deploy_apps(
     tracking = TrackingServer(
         f"{name}-tracking",
         TrackingServerArgs(
-            context=ctx,
-            settings=settings.tracking,
-            image=images["tracking"],
-            model=settings.serving.model.name,
-            minio_bucket=minio_bucket,
+            context=ctx, settings=settings.tracking, image=images["tracking"], minio_bucket=minio_bucket
         ),
         pulumi.ResourceOptions(providers=[provider], depends_on=before_apps),
     )
@@ -323,20 +280,6 @@ def deploy_apps(
             depends_on=[*before_apps, tracking, *(c for c in (observability, delivery) if c is not None)],
         ),
     )
-    if "training" in images:
-        pin = settings.images.training
-        ModelTraining(
-            f"{name}-training",
-            ModelTrainingArgs(
-                context=ctx,
-                settings=settings.training,
-                image=images["training"],
-                model=settings.serving.model.name,
-                tracking_auth=settings.tracking.auth,
-                commit=pin.commit if pin is not None else None,
-            ),
-            pulumi.ResourceOptions(providers=[provider], depends_on=[*before_apps, tracking]),
-        )
     return {
         "mlflow_url": tracking.url,
         "serving_url": serving.url,

@@ -132,23 +132,3 @@ def disruption_budget(name: str, namespace: str, labels: dict[str, str]) -> Obj:
         "metadata": metadata(name, namespace, labels),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": {APP_LABEL: labels[APP_LABEL]}}},
     }
-
-
-def spot_placement(taint_key: str, taint_value: str) -> Obj:
-    """Pod spec fields that put batch work on the spot pool: tolerate its taint and prefer its nodes (prefer,
-    not require: the local stack's cluster may have no such pool, and the autoscaler adds spot nodes)."""
-    return {
-        "tolerations": [{"key": taint_key, "operator": "Equal", "value": taint_value, "effect": "NoSchedule"}],
-        "affinity": {
-            "nodeAffinity": {
-                "preferredDuringSchedulingIgnoredDuringExecution": [
-                    {
-                        "weight": 100,
-                        "preference": {
-                            "matchExpressions": [{"key": taint_key, "operator": "In", "values": [taint_value]}]
-                        },
-                    }
-                ]
-            }
-        },
-    }

@@ -9,6 +9,7 @@ from typing import Any
 
 from infra.k8s import rollout
 from infra.k8s.apps import (
+    CREDENTIALS_KEY,
     DRIFT,
     DRIFT_CREDENTIALS,
     SERVING,
@@ -18,7 +19,6 @@ from infra.k8s.apps import (
     app_deployment,
     service_account,
     system_pod,
-    tracking_credentials,
 )
 from infra.k8s.objects import (
     Obj,
@@ -31,7 +31,7 @@ from infra.k8s.objects import (
     pod_security,
     resources,
     scratch_volume,
-    spot_placement,
+    secret_files,
 )
 from infra.naming import BATCH_TAINT
 from infra.settings import MonitoringSettings, ServingSettings
@@ -45,6 +45,14 @@ def monitoring_env(monitoring: MonitoringSettings) -> list[Obj]:
         env_var("DRIFT_ALPHA", f"{monitoring.drift_alpha:g}"),
         env_var("DRIFT_THRESHOLD", f"{monitoring.drift_threshold:g}"),
     ]
+
+
+def _tracking_credentials(tracking_auth: bool, credentials: str = SERVING_CREDENTIALS) -> list[tuple[Obj, Obj]]:
+    """The app's own MLflow user (made by the tracking server's users Job), never the admin: its
+    ~/.mlflow/credentials file (HOME is /tmp; the Secret is mounted inside the scratch volume)."""
+    if not tracking_auth:
+        return []
+    return [secret_files("mlflow-credentials", credentials, "/tmp/.mlflow", [CREDENTIALS_KEY])]
 
 
 def serving_objects(
@@ -79,7 +87,7 @@ def serving_objects(
     if serving.shadow is not None:  # scored beside the served version, answering nothing (apps/serving/shadow.py)
         env.append(env_var("SHADOW_MODEL_VERSION", str(serving.shadow.version)))
         env.append(env_var("SHADOW_SAMPLE_PCT", f"{serving.shadow.sample_pct:g}"))
-    files = tracking_credentials(tracking_auth, SERVING_CREDENTIALS)
+    files = _tracking_credentials(tracking_auth)
     container = {
         "name": SERVING,
         "image": image,
@@ -148,7 +156,7 @@ def drift_cronjob(
     command += ["--registry-uri", ctx.tracking_uri(), "--record", "--format", "json"]
     if fail_on_drift:
         command.append("--fail-on-drift")
-    files = tracking_credentials(tracking_auth, DRIFT_CREDENTIALS)
+    files = _tracking_credentials(tracking_auth, DRIFT_CREDENTIALS)
     container = {
         "name": DRIFT,
         "image": image,
@@ -164,7 +172,23 @@ def drift_cronjob(
         "automountServiceAccountToken": False,  # it calls MLflow and serving, never the Kubernetes API
         "securityContext": pod_security(10001),
         "restartPolicy": "Never",
-        **spot_placement(BATCH_TAINT["key"], BATCH_TAINT["value"]),
+        "tolerations": [
+            {"key": BATCH_TAINT["key"], "operator": "Equal", "value": BATCH_TAINT["value"], "effect": "NoSchedule"}
+        ],
+        "affinity": {
+            "nodeAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {
+                        "weight": 100,
+                        "preference": {
+                            "matchExpressions": [
+                                {"key": "workload", "operator": "In", "values": [BATCH_TAINT["value"]]}
+                            ]
+                        },
+                    }
+                ]
+            }
+        },
         "containers": [container],
         "volumes": [scratch_volume("tmp", "1Gi"), *(volume for _, volume in files)],
     }
@@ -183,17 +207,6 @@ def drift_cronjob(
                 "metadata": {"labels": labels},
                 "spec": {
                     "backoffLimit": 1,
-                    # A spot interruption is retried without counting; a drifted sample (1) or bad input (2)
-                    # is the answer, not a fault: the Job fails at once.
-                    "podFailurePolicy": {
-                        "rules": [
-                            {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
-                            {
-                                "action": "FailJob",
-                                "onExitCodes": {"containerName": DRIFT, "operator": "In", "values": [1, 2]},
-                            },
-                        ]
-                    },
                     "activeDeadlineSeconds": 900,
                     "ttlSecondsAfterFinished": 86_400,
                     "template": {"metadata": {"labels": labels}, "spec": pod},

@@ -20,8 +20,6 @@ from infra.k8s.apps import (
     SERVING_CREDENTIALS,
     TRACKING,
     TRACKING_PORT,
-    TRAINING_CREDENTIALS,
-    TRAINING_EXPERIMENT,
     USERS_JOB,
     AppContext,
     app_deployment,
@@ -161,16 +159,11 @@ def one_shot_job(
     }
 
 
-def users_job(ctx: AppContext, image: Any, model: str) -> Obj:
+def users_job(ctx: AppContext, image: Any) -> Obj:
     """Makes the app users through MLflow's auth API once the server answers (apps/tracking/users.py);
     re-run on every change of the image (a Job is replaced, not changed) and idempotent."""
     labels = ctx.labels(USERS_JOB)
-    credentials = {
-        "admin": ADMIN_CREDENTIALS,
-        "serving": SERVING_CREDENTIALS,
-        "drift": DRIFT_CREDENTIALS,
-        "training": TRAINING_CREDENTIALS,
-    }
+    credentials = {"admin": ADMIN_CREDENTIALS, "serving": SERVING_CREDENTIALS, "drift": DRIFT_CREDENTIALS}
     files = [
         secret_files(name, secret, f"/etc/mlflow-users/{name}", ["username", "password"])
         for name, secret in credentials.items()
@@ -187,7 +180,6 @@ def users_job(ctx: AppContext, image: Any, model: str) -> Obj:
             "--admin=/etc/mlflow-users/admin",
             "--user=/etc/mlflow-users/serving",
             f"--user=/etc/mlflow-users/drift:{DRIFT_EXPERIMENT}",
-            f"--user=/etc/mlflow-users/training:{TRAINING_EXPERIMENT}:{model}",
         ],
         "env": [env_var("HOME", "/tmp"), env_var("MLFLOW_DISABLE_TELEMETRY", "true")],
         "resources": resources("100m", "256Mi"),

@@ -8,7 +8,6 @@ or from `pulumi.Config`) lives in `infra.config`; this package is pure data and 
 """
 
 from infra.settings.apps import (
-    DATASET_REFERENCE,
     CanarySettings,
     CanaryStep,
     ImagePin,
@@ -18,7 +17,6 @@ from infra.settings.apps import (
     ServingSettings,
     ShadowPin,
     TrackingSettings,
-    TrainingSettings,
 )
 from infra.settings.base import (
     AWS_REGIONS,
@@ -61,7 +59,6 @@ from infra.settings.stack import Settings
 
 __all__ = [
     "AWS_REGIONS",
-    "DATASET_REFERENCE",
     "GCP_REGIONS",
     "GITHUB_REPOSITORY",
     "IMAGE_REFERENCE",
@@ -104,5 +101,4 @@ __all__ = [
     "StorageSettings",
     "Tags",
     "TrackingSettings",
-    "TrainingSettings",
 ]

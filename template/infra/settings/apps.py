@@ -6,7 +6,7 @@ from typing import Literal, Self
 
 from pydantic import Field, PositiveInt, model_validator
 
-from infra.settings.base import LOG_RETENTION_DAYS, CommitSha, Digest, Frozen, ImageRef, Quantity, Schedule, Slug
+from infra.settings.base import LOG_RETENTION_DAYS, CommitSha, Digest, Frozen, ImageRef, Quantity, Slug
 
 
 class ModelPin(Frozen):
@@ -130,7 +130,7 @@ class MonitoringSettings(Frozen):
     drift_alpha: float = Field(default=0.01, gt=0, lt=1)
     drift_window_minutes: int = Field(default=60, ge=1, le=7 * 24 * 60)
     drift_sample_rows: int = Field(default=2000, ge=100, le=100_000)
-    drift_schedule: Schedule = "23 * * * *"
+    drift_schedule: str = Field(default="23 * * * *", pattern=r"^\S+( \S+){4}$")
 
     @model_validator(mode="after")
     def _retention_supported(self) -> Self:
@@ -138,41 +138,6 @@ class MonitoringSettings(Frozen):
             raise ValueError(
                 f"log_retention_days must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
                 f"(got {self.log_retention_days})"
-            )
-        return self
-
-
-# What `mlops data` resolves: NAME, NAME@latest, NAME@<version number> or NAME@<SHA-256 prefix>.
-DATASET_REFERENCE = r"^[a-z0-9][a-z0-9-]{1,62}(@(latest|[1-9][0-9]*|[0-9a-f]{6,64}))?$"
-
-
-class TrainingSettings(Frozen):
-    """Training on the cluster (`infra/k8s/training.py`): the `training` CronJob retrains on `schedule`
-    when `scheduled`, and `mlops train --env ENV --on-cluster` submits the same Job by hand. Both run on
-    the spot pool as the `training` identity, which reads `datasets/` and writes only its own prefixes."""
-
-    scheduled: bool = False  # the CronJob; the dev stack turns it on
-    schedule: Schedule = "17 3 * * 1"
-    # NAME[@VERSION] in the stack's dataset store; null: the dataset named like the served model, @latest.
-    dataset: str | None = Field(default=None, pattern=DATASET_REFERENCE)
-    # Training settings (`TrainingConfig` fields) the Job passes as --param KEY=VALUE.
-    params: dict[str, str] = Field(default_factory=dict)
-    cpu: Quantity = "1"
-    memory: Quantity = "2Gi"
-    # The Job's whole run (activeDeadlineSeconds, which also bounds the retries), and how many real
-    # failures it retries; spot interruptions (DisruptionTarget) are retried without counting, and a
-    # retried pod resumes from the run's checkpoint in the bucket.
-    deadline_minutes: int = Field(default=60, ge=5, le=24 * 60)
-    retries: int = Field(default=1, ge=0, le=5)
-    # How long a run takes on average: with the schedule, what the cost model prices on the spot pool.
-    expected_minutes: int = Field(default=20, ge=1, le=24 * 60)
-
-    @model_validator(mode="after")
-    def _expected_within_deadline(self) -> Self:
-        if self.expected_minutes > self.deadline_minutes:
-            raise ValueError(
-                f"expected_minutes ({self.expected_minutes}) exceeds deadline_minutes ({self.deadline_minutes}): "
-                "every run would be stopped at its deadline"
             )
         return self
 
@@ -199,8 +164,6 @@ class ImageSettings(Frozen):
 
     serving: ImagePin | None
     tracking: ImagePin | None
-    # The training image (the CronJob and `mlops train --on-cluster`); absent or null: no training on the cluster.
-    training: ImagePin | None = None
     # Images each registry repository keeps (ECR lifecycle policy / Artifact Registry cleanup policy).
     keep_last: int = Field(default=30, ge=3, le=1000)
     # The cluster admits only app images signed by the github.repository's images workflow on main
@@ -219,7 +182,7 @@ class ImageSettings(Frozen):
 
 
 def references_only(images: ImageSettings) -> None:
-    for app in ("serving", "tracking", "training"):
+    for app in ("serving", "tracking"):
         pin = getattr(images, app)
         if pin is not None and pin.digest is not None:
             raise ValueError(

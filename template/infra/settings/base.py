@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import types
-from datetime import UTC, datetime
 from enum import StrEnum
 from ipaddress import IPv4Network
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -88,20 +87,6 @@ def _image_reference(value: str) -> str:
     return value
 
 
-def _cron_schedule(value: str) -> str:
-    """A Kubernetes CronJob schedule: five fields, each one cron understands (cronsim reads them as the
-    CronJob controller does, and the cost model counts the runs with it)."""
-    from cronsim import CronSim, CronSimError  # noqa: PLC0415
-
-    if len(value.split()) != 5:
-        raise ValueError(f"must be a cron schedule of five fields, e.g. '17 3 * * 1' (got {value!r})")
-    try:
-        CronSim(value, datetime(2025, 1, 6, tzinfo=UTC))
-    except CronSimError as error:
-        raise ValueError(f"not a cron schedule: {error} (got {value!r})") from None
-    return value
-
-
 def _principal(value: str) -> str:
     if not PRINCIPAL.match(value):
         raise ValueError(
@@ -133,8 +118,6 @@ ImageRef = Annotated[str, Field(max_length=400), AfterValidator(_image_reference
 # Who may use the clusters: an IAM ARN (EKS access entry) or a Google `user:`/`group:` (GKE RBAC).
 Principal = Annotated[str, AfterValidator(_principal)]
 
-# A CronJob's schedule (minute hour day-of-month month day-of-week, UTC).
-Schedule = Annotated[str, AfterValidator(_cron_schedule)]
 Digest = Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
 CommitSha = Annotated[str, Field(pattern=r"^[0-9a-f]{40}$")]
 

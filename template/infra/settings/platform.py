@@ -31,9 +31,8 @@ class NodePool(Frozen):
     desired_nodes: int = Field(ge=0, le=200)
     disk_gb: int = Field(default=50, ge=20, le=4000)
     spot: bool
-    # Hours a month a node of this pool runs on average (730 = always on); the cost model uses it. null
-    # (the spot pool): from the schedules of the CronJobs it runs (training, drift), one node per run.
-    hours_per_month: float | None = Field(default=730, gt=0, le=744)
+    # Hours a month a node of this pool runs on average (730 = always on); the cost model uses it.
+    hours_per_month: float = Field(default=730, gt=0, le=744)
 
     @model_validator(mode="after")
     def _sizes_ordered(self) -> Self:

@@ -6,14 +6,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from infra.settings.apps import (
-    ImageSettings,
-    MonitoringSettings,
-    ServingSettings,
-    TrackingSettings,
-    TrainingSettings,
-    references_only,
-)
+from infra.settings.apps import ImageSettings, MonitoringSettings, ServingSettings, TrackingSettings, references_only
 from infra.settings.base import Cloud, Environment, Frozen
 from infra.settings.platform import (
     AccessSettings,
@@ -44,7 +37,6 @@ class Settings(Frozen):
     tracking: TrackingSettings = TrackingSettings()
     serving: ServingSettings
     monitoring: MonitoringSettings = MonitoringSettings()
-    training: TrainingSettings = TrainingSettings()
     cost: CostSettings = CostSettings()
 
     @model_validator(mode="after")

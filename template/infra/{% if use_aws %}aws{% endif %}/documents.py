@@ -119,55 +119,6 @@ def bucket_access(bucket_arn: str, key_arn: str | None, *, write: bool) -> Docum
     return document(*statements)
 
 
-# Where the training identity writes: the feature sets it computes (`<name>-features` dataset versions,
-# apps/training/datasets.py) and its runs' checkpoints (apps/training/checkpoint.py). It reads `datasets/`.
-TRAINING_READS = ("datasets/",)
-TRAINING_WRITES = ("datasets/*-features/", "checkpoints/training/")
-
-
-def training_access(bucket_arn: str, key_arn: str | None) -> Document:
-    """The training Jobs' access to the stack's bucket: list and read `datasets/` (and its checkpoints), write
-    only feature sets and checkpoints. Models reach the registry through the tracking server, not the bucket."""
-    readable = [*TRAINING_READS, "checkpoints/training/"]
-    statements: list[dict[str, Any]] = [
-        {
-            "Sid": "ListDatasets",
-            "Effect": "Allow",
-            "Action": ["s3:ListBucket"],
-            "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in readable]}},
-        },
-        {
-            "Sid": "ReadDatasets",
-            "Effect": "Allow",
-            "Action": ["s3:GetObject"],
-            "Resource": [f"{bucket_arn}/{prefix}*" for prefix in readable],
-        },
-        {
-            "Sid": "WriteFeaturesAndCheckpoints",
-            "Effect": "Allow",
-            "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
-            "Resource": [f"{bucket_arn}/{prefix}*" for prefix in TRAINING_WRITES],
-        },
-        {
-            "Sid": "ReplaceCheckpoints",  # a checkpoint is written beside, then moved in place
-            "Effect": "Allow",
-            "Action": ["s3:DeleteObject"],
-            "Resource": f"{bucket_arn}/checkpoints/training/*",
-        },
-    ]
-    if key_arn is not None:
-        statements.append(
-            {
-                "Sid": "BucketKey",
-                "Effect": "Allow",
-                "Action": ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"],
-                "Resource": key_arn,
-            }
-        )
-    return document(*statements)
-
-
 def registry_read(repository_arns: str) -> Document:
     """Reading images and their signatures (the image verifier): pull on the stack's repositories, and the
     registry login token, which names no resource and grants nothing on a repository by itself."""

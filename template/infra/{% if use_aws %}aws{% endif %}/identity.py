@@ -11,15 +11,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.aws.deploy_policy import deploy_policy
-from infra.aws.documents import (
-    GITHUB_OIDC_HOST,
-    STS_AUDIENCE,
-    bucket_access,
-    github_trust,
-    irsa_trust,
-    registry_read,
-    training_access,
-)
+from infra.aws.documents import GITHUB_OIDC_HOST, STS_AUDIENCE, bucket_access, github_trust, irsa_trust, registry_read
 
 
 @dataclass(frozen=True)
@@ -83,9 +75,8 @@ class WorkloadRole:
     namespace: str
     service_account: str
     write: bool
-    # What the role reaches: the stack's bucket (the apps), its datasets (training: read `datasets/`, write
-    # feature sets and checkpoints) or its image repositories (the image verifier).
-    reaches: Literal["bucket", "datasets", "registry"] = "bucket"
+    # What the role reaches: the stack's bucket (the apps) or its image repositories (the image verifier).
+    reaches: Literal["bucket", "registry"] = "bucket"
 
 
 @dataclass(frozen=True)
@@ -140,6 +131,4 @@ def _access_json(spec: WorkloadRole, values: list[str | None]) -> str:
         if repositories_arn is None:
             raise ValueError(f"WorkloadRole {spec.service_account}: reading images needs repositories_arn")
         return json.dumps(registry_read(repositories_arn))
-    if spec.reaches == "datasets":
-        return json.dumps(training_access(str(bucket_arn), key_arn))
     return json.dumps(bucket_access(str(bucket_arn), key_arn, write=spec.write))

@@ -21,7 +21,7 @@ from infra.aws.observability import Budget, BudgetArgs, Monitoring, MonitoringAr
 from infra.aws.registry import ContainerRegistry, ContainerRegistryArgs
 from infra.aws.storage import ObjectStore, ObjectStoreArgs
 from infra.k8s.admission import POLICY_CONTROLLER_NAMESPACE, VERIFIER, VERIFIER_SERVICE_ACCOUNT
-from infra.k8s.apps import SERVING, TRACKING, TRAINING, AppContext
+from infra.k8s.apps import SERVING, TRACKING, AppContext
 from infra.k8s.components import deploy_apps, resolve_images
 from infra.k8s.platform import DATA_SCIENTISTS, ML_ENGINEERS
 from infra.naming import IMAGES, prefix, tags
@@ -126,7 +126,6 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             roles={
                 TRACKING: WorkloadRole(namespace, TRACKING, write=True),
                 SERVING: WorkloadRole(namespace, SERVING, write=False),
-                TRAINING: WorkloadRole(namespace, TRAINING, write=True, reaches="datasets"),
                 **verifier,
             },
             name_prefix=stem,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import pulumi
@@ -121,30 +120,6 @@ class AppAccount:
     write: bool
     # False: no access to the bucket (the image verifier, which only reads the registry it is a reader of).
     bucket: bool = True
-    # Training: read `datasets/`, write only feature sets and its checkpoints (IAM conditions on object names).
-    datasets_only: bool = False
-
-
-def _condition(role: str, conditions: dict[str, tuple[str, str]]) -> gcp.storage.BucketIAMMemberConditionArgs:
-    title, expression = conditions[role]
-    return gcp.storage.BucketIAMMemberConditionArgs(title=title, expression=expression)
-
-
-def training_conditions(bucket: str) -> dict[str, tuple[str, str]]:
-    """role -> (title, CEL expression) of the training account's conditional bucket bindings. A list request
-    names the bucket itself; object requests name `projects/_/buckets/<bucket>/objects/<key>`."""
-    objects = f"projects/_/buckets/{bucket}/objects/"
-    checkpoints = f'resource.name.startsWith("{objects}checkpoints/training/")'
-    # extract() takes the object name's part between the two fixed texts, here the dataset's name.
-    features = 'resource.name.extract("' + objects + 'datasets/{name}/").endsWith("-features")'
-    return {
-        "roles/storage.objectViewer": (
-            "datasets-and-checkpoints",
-            f'resource.name == "projects/_/buckets/{bucket}" || resource.name.startsWith("{objects}datasets/") '
-            f"|| {checkpoints}",
-        ),
-        "roles/storage.objectUser": ("feature-sets-and-checkpoints", f"{features} || {checkpoints}"),
-    }
 
 
 @dataclass(frozen=True)
@@ -184,26 +159,12 @@ class WorkloadServiceAccounts(pulumi.ComponentResource):
             self.emails[app] = account.email
             if not spec.bucket:
                 continue
-            member = account.email.apply(lambda email: f"serviceAccount:{email}")
-            if spec.datasets_only:
-                conditions = pulumi.Output.from_input(args.bucket_name).apply(training_conditions)
-                for role, short in (("roles/storage.objectViewer", "read"), ("roles/storage.objectUser", "write")):
-                    condition = conditions.apply(functools.partial(_condition, role))
-                    gcp.storage.BucketIAMMember(
-                        f"{name}-{app}-bucket-{short}",
-                        bucket=args.bucket_name,
-                        role=role,
-                        member=member,
-                        condition=condition,
-                        opts=on_account,
-                    )
-                continue
             # Bucket-level, not project-level: the app reaches its own bucket and nothing else.
             gcp.storage.BucketIAMMember(
                 f"{name}-{app}-bucket",
                 bucket=args.bucket_name,
                 role="roles/storage.objectUser" if spec.write else "roles/storage.objectViewer",
-                member=member,
+                member=account.email.apply(lambda email: f"serviceAccount:{email}"),
                 opts=on_account,
             )
         self.register_outputs({"emails": self.emails})

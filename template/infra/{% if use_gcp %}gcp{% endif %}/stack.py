@@ -27,7 +27,7 @@ from infra.k8s.admission import (
     VERIFIER,
     VERIFIER_SERVICE_ACCOUNT,
 )
-from infra.k8s.apps import SERVING, TRACKING, TRAINING, AppContext
+from infra.k8s.apps import SERVING, TRACKING, AppContext
 from infra.k8s.components import deploy_apps, resolve_images
 from infra.k8s.platform import DATA_SCIENTISTS, ML_ENGINEERS, google_subjects
 from infra.naming import attestor_names, prefix, tags
@@ -133,7 +133,6 @@ def build(settings: Settings, project: str) -> dict[str, Any]:
             accounts={
                 TRACKING: AppAccount(namespace, TRACKING, write=True),
                 SERVING: AppAccount(namespace, SERVING, write=False),
-                TRAINING: AppAccount(namespace, TRAINING, write=True, datasets_only=True),
                 **verifier,
             },
         ),

@@ -19,7 +19,6 @@ import time
 import httpx
 
 from infra.config import load_stack, project_name
-from infra.k8s.training import MODULE
 from infra.naming import IMAGES
 from pipelines.common.git import Git
 from pipelines.common.options import repo_root
@@ -43,13 +42,6 @@ def ready_seconds(app: str, image: str, timeout: float = 300) -> float:
                    "--backend-store-uri", "sqlite:////tmp/mlflow.db"]  # fmt: skip
         env, path = {}, "/health"
     name = f"mlops-bench-{app}-{os.getpid()}"
-    if app == "training":  # a batch job: ready is its entry point answering (`--help`), then it ends
-        args = pods.run_command(image, name, pod, container, owner=OWNER, command=[*MODULE, "--help"], env={})
-        started = time.monotonic()
-        done = subprocess.run(args, capture_output=True, timeout=timeout, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"training --help exited ({done.returncode})")
-        return time.monotonic() - started
     args = pods.run_command(image, name, pod, container, owner=OWNER, command=command, env=env)
     started = time.monotonic()
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import EnvironmentProblem
-from infra.k8s.apps import SERVING, TRACKING, TRAINING, AppContext
+from infra.k8s.apps import SERVING, TRACKING, AppContext
 from infra.k8s.serving import serving_objects
 from infra.k8s.tracking import tracking_objects
-from infra.k8s.training import training_objects
-from infra.settings import MonitoringSettings, ServingSettings, TrackingSettings, TrainingSettings
+from infra.settings import MonitoringSettings, ServingSettings, TrackingSettings
 from pipelines.containers import engine
 
 Obj = dict[str, Any]
@@ -45,9 +44,7 @@ def cpus(value: str) -> str:
 def pod_of(objects: Sequence[Obj], container: str) -> tuple[Obj, Obj]:
     """(pod spec, container) of the workload that runs `container` among planned objects."""
     for obj in objects:
-        spec = obj.get("spec", {})
-        spec = spec.get("jobTemplate", {}).get("spec", spec)  # a CronJob's pods are its Job template's
-        template = spec.get("template", {}).get("spec")
+        template = obj.get("spec", {}).get("template", {}).get("spec")
         if not template:
             continue
         for candidate in template.get("containers", []):
@@ -91,7 +88,7 @@ def run_flags(pod: Obj, container: Obj) -> list[str]:
 def planned_pods(
     image: Mapping[str, str], serving: ServingSettings, tracking: TrackingSettings
 ) -> dict[str, tuple[Obj, Obj]]:
-    """The serving, tracking and training pods as a stack plans them, for `image` (app -> reference)."""
+    """The serving and tracking pods as a stack plans them, for `image` (app -> reference)."""
     ctx = AppContext("local", "local", {"project": "local"}, "s3://local/mlflow")
     return {
         "serving": pod_of(
@@ -99,10 +96,6 @@ def planned_pods(
             SERVING,
         ),
         "tracking": pod_of(tracking_objects(ctx, tracking, image["tracking"]), TRACKING),
-        "training": pod_of(
-            training_objects(ctx, TrainingSettings(), image["training"], serving.model.name, tracking_auth=False),
-            TRAINING,
-        ),
     }
 
 

@@ -85,8 +85,7 @@ def pin_command(
     *,
     serving: Annotated[str, typer.Option("--serving", help="Digest of the serving build (sha256:…).")],
     tracking: Annotated[str, typer.Option("--tracking", help="Digest of the tracking build (sha256:…).")],
-    training: Annotated[str, typer.Option("--training", help="Digest of the training build (sha256:…).")],
-    commit: Annotated[str, typer.Option("--commit", help="The commit all three were built from (40 hex).")],
+    commit: Annotated[str, typer.Option("--commit", help="The commit both were built from (40 hex).")],
     remote: Annotated[str, typer.Option("--remote", help="The git remote pull requests go to.")] = "origin",
     base: Annotated[str, typer.Option("--base", help="The branch that holds the desired state.")] = "main",
     no_push: Annotated[bool, typer.Option("--no-push", help="Commit on a local branch only.")] = False,
@@ -105,7 +104,7 @@ def pin_command(
     result = request_pin(
         repo_root(),
         env,
-        {"serving": serving, "tracking": tracking, "training": training},
+        {"serving": serving, "tracking": tracking},
         commit,
         remote=remote,
         base=base,

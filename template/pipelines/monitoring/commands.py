@@ -15,7 +15,6 @@ Exit status: 0, or 1 with `--fail-on-drift` when the sample drifted.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -47,12 +46,6 @@ def drift(
         bool, typer.Option("--open-pr", help="With --retrain: open the pull request that pins the candidate in dev.")
     ] = False,
     fail_on_drift: Annotated[bool, typer.Option("--fail-on-drift", help="Exit 1 when the sample drifted.")] = False,
-    github_output: Annotated[
-        Path | None,
-        typer.Option(
-            "--github-output", help="Append `drifted` and `reason` as step outputs to this file (a workflow)."
-        ),
-    ] = None,
     fmt: FormatOption = OutputFormat.TABLE,
 ) -> None:
     """Compare the inputs ENV has served with the served version's training data, feature by feature."""
@@ -108,10 +101,5 @@ def drift(
         emit(Report(title, columns, rows), fmt)
     else:
         emit(Report(title, columns, data=result.as_dict()), fmt)
-    if github_output is not None:
-        served = f"{result.model['name']} v{result.model['model_version']}"
-        reason = f"input drift in {env}: {report.share:.0%} of features ({served})"
-        with github_output.open("a") as handle:
-            handle.write(f"drifted={str(report.drifted).lower()}\nreason={reason}\n")
     if fail_on_drift and report.drifted:
         raise typer.Exit(EXIT_CHECK_FAILED)

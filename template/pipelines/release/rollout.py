@@ -66,7 +66,7 @@ def state_of(rollout: dict[str, Any]) -> RolloutState:
     return RolloutState(phase, done, False, message, step, steps)
 
 
-def kubeconfigs(root: Path, environment: str) -> Iterator[tuple[str, list[str]]]:
+def _kubeconfigs(root: Path, environment: str) -> Iterator[tuple[str, list[str]]]:
     """(cluster, kubectl arguments that reach it) for each cluster of `environment`."""
     settings = load_stack(root, environment)
     if settings.local_cluster is not None:
@@ -79,7 +79,7 @@ def kubeconfigs(root: Path, environment: str) -> Iterator[tuple[str, list[str]]]
 
 
 @contextmanager
-def materialised(arguments: list[str], environment: str, pulumi: str) -> Iterator[list[str]]:
+def _materialised(arguments: list[str], environment: str, pulumi: str) -> Iterator[list[str]]:
     """Replace `@pulumi:<cloud>` by a private file holding that cloud's kubeconfig output."""
     if not arguments[1].startswith("@pulumi:"):
         yield arguments
@@ -128,8 +128,8 @@ def watch(
             raise EnvironmentProblem(f"{tool} is not installed", hint="install kubectl (GitHub's runners have it)")
     namespace = project_name(root)
     states: dict[str, RolloutState] = {}
-    for cluster, arguments in kubeconfigs(root, environment):
-        with materialised(arguments, environment, pulumi) as reach:
+    for cluster, arguments in _kubeconfigs(root, environment):
+        with _materialised(arguments, environment, pulumi) as reach:
             states[cluster] = _follow(cluster, [kubectl, *reach], namespace, timeout, interval, progress)
     failed = {c: s for c, s in states.items() if not s.done}
     if failed:

@@ -1,5 +1,4 @@
-"""`mlops train`: train the reference model into a registry (the local environment's by default), or on an
-environment's cluster (`--on-cluster`: a Job from the deployed training CronJob).
+"""`mlops train`: train the reference model into a registry (the local environment's by default).
 
-Imports: `pipelines.common`, `pipelines.data`, `pipelines.release` (the kubeconfigs, the registries), `pipelines.local`.
+Imports: `pipelines.common`, `pipelines.local`.
 """

@@ -96,33 +96,6 @@ def test_a_re_run_converges_and_takes_a_rotated_password(auth_server: str) -> No
     assert _as(auth_server, first, "GET", search).status_code == 401
 
 
-def test_the_training_user_adds_versions_to_its_model_only(auth_server: str) -> None:
-    # Its own model name: the tests share one server, in random order, and another creates `diagnosis`
-    # and the `training` experiment.
-    trainer = Credentials("trainer", "trainer-password")
-    expected = ["trainer: created, edits experiment churn-training, adds versions to churn"]
-    assert ensure_users(auth_server, ADMIN, [AppUser(trainer, "churn-training", "churn")]) == expected
-    again = ensure_users(auth_server, ADMIN, [AppUser(trainer, "churn-training", "churn")])
-    assert again == ["trainer: password set, edits experiment churn-training, adds versions to churn"]  # converges
-    experiment = _as(
-        auth_server, ADMIN, "GET", "/api/2.0/mlflow/experiments/get-by-name?experiment_name=churn-training"
-    )
-    run = _as(
-        auth_server, trainer, "POST", "/api/2.0/mlflow/runs/create",
-        experiment_id=experiment.json()["experiment"]["experiment_id"],
-    )  # fmt: skip
-    assert run.ok, run.text
-    run_id = run.json()["run"]["info"]["run_id"]
-    version = {"name": "churn", "source": f"runs:/{run_id}/model", "run_id": run_id}
-    added = _as(auth_server, trainer, "POST", "/api/2.0/mlflow/model-versions/create", **version)
-    assert added.ok, added.text
-    _as(auth_server, ADMIN, "POST", "/api/2.0/mlflow/registered-models/create", name="someone-elses")
-    refused = _as(
-        auth_server, trainer, "POST", "/api/2.0/mlflow/model-versions/create", **{**version, "name": "someone-elses"}
-    )
-    assert refused.status_code == 403, refused.text
-
-
 def test_bad_inputs_are_refused_naming_what(auth_server: str, tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="no username/password files"):
         main([f"--tracking-uri={auth_server}", f"--admin={tmp_path / 'missing'}", f"--user={tmp_path}"])

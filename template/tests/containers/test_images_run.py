@@ -27,7 +27,6 @@ from pipelines.images.status import status
 from pipelines.local import objectstore
 from pipelines.local.environment import LocalEnvironment
 from pipelines.plan.offline import plan_stacks
-from pipelines.training.cluster import last_json
 from tests.conftest import ROOT, git, git_repository
 
 OWNER = f"tests-{os.getpid()}"
@@ -129,40 +128,6 @@ def test_tracking_image_answers_health_as_its_pod_runs(built, run_image) -> None
     assert_runs_as_its_pod(name, "tracking")
 
 
-def test_training_image_trains_from_a_dataset_version_and_a_rerun_resumes(
-    built, local_env, run_image, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
-    """The image as the CronJob's pod runs it: the dataset from the store, the run's checkpoint in the bucket.
-    A second pod of the same run (what a spot interruption leaves) finds the registered result and stops."""
-    env, _ = local_env
-    running = env.running()
-    variables = {
-        **objectstore.client_env(running["object_store"].port),
-        "MLFLOW_TRACKING_URI": running["tracking"].url,
-        "MLOPS_SOURCE_COMMIT": "c" * 40,
-    }
-    model = registered_name("dev", env.model)
-    checkpoint = f"{env.dev_store}/checkpoints/training/test-{os.getpid()}"
-    args = ["--registered-model", model, "--dataset", f"{env.model}@latest", "--store", env.dev_store]
-    args += ["--checkpoint", checkpoint, "--param", "max_iter=500"]
-    outcomes = []
-    for _ in range(2):
-        name, process = run_image(
-            "training", built["training"].tag, ["python", "-m", "apps.training", *args], variables
-        )
-        assert process.wait(timeout=600) == 0, (tmp_path / f"{name}.log").read_text()[-3000:]
-        log = (tmp_path / f"{name}.log").read_text()
-        outcomes.append((last_json(log), log))
-    (first, first_log), (second, second_log) = outcomes
-    assert "checkpoint saved" in first_log and first["registered_model"] == model
-    assert second == first and "nothing to do" in second_log, "the rerun registers nothing twice"
-    from mlflow import MlflowClient
-
-    tags = MlflowClient(running["tracking"].url).get_model_version(model, str(first["version"])).tags
-    assert tags["dataset_name"] == env.model and tags["git_sha"] == "c" * 40
-    assert tags["feature_code_sha"] not in ("", "none"), "the image carries the feature module"
-
-
 def secret_mounts(pod: dict, container: dict, files: Path) -> list[str]:
     """Bind mounts standing in for the pod's Secret volumes: `files/<volume>/<key>` at the mount path."""
     secrets = {v["name"] for v in pod["volumes"] if "secret" in v}
@@ -191,8 +156,6 @@ def test_tracking_image_runs_its_deployment_with_secrets_from_files_and_makes_th
         "serving/password": "serving-password-from-a-file",
         "drift/username": "drift",
         "drift/password": "drift-password-from-a-file",
-        "training/username": "training",
-        "training/password": "training-password-from-a-file",
     }
     for path, text in contents.items():
         (files / path).parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +171,7 @@ def test_tracking_image_runs_its_deployment_with_secrets_from_files_and_makes_th
     wait_ok(f"{url}/health", process)
     assert httpx.get(f"{url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10).status_code == 401
 
-    job = users_job(ctx, built["tracking"].tag, "diagnosis")
+    job = users_job(ctx, built["tracking"].tag)
     job_pod = job["spec"]["template"]["spec"]
     (job_container,) = job_pod["containers"]
     job_command = [f"--tracking-uri={url}" if a.startswith("--tracking-uri=") else a for a in job_container["command"]]
@@ -223,21 +186,6 @@ def test_tracking_image_runs_its_deployment_with_secrets_from_files_and_makes_th
         pods.remove(job_name, OWNER)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "serving: created" in done.stdout and "drift: created, edits experiment drift" in done.stdout, done.stdout
-    assert "training: created, edits experiment training, adds versions to diagnosis" in done.stdout, done.stdout
-    trainer, api = ("training", "training-password-from-a-file"), f"{url}/api/2.0/mlflow"
-    experiment = httpx.get(f"{api}/experiments/get-by-name?experiment_name=training", auth=trainer, timeout=10)
-    created = httpx.post(
-        f"{api}/runs/create", json={"experiment_id": experiment.json()["experiment"]["experiment_id"]},
-        auth=trainer, timeout=10,
-    )  # fmt: skip
-    assert created.status_code == 200, created.text  # it records in its own experiment
-    run_id = created.json()["run"]["info"]["run_id"]
-    version = {"name": "diagnosis", "source": f"runs:/{run_id}/model", "run_id": run_id}
-    added = httpx.post(f"{api}/model-versions/create", json=version, auth=trainer, timeout=10)
-    assert added.status_code == 200, added.text  # and adds versions to the served model
-    httpx.post(f"{api}/registered-models/create", json={"name": "other"}, auth=("admin", admin), timeout=10)
-    refused = httpx.post(f"{api}/model-versions/create", json={**version, "name": "other"}, auth=trainer, timeout=10)
-    assert refused.status_code == 403, refused.text  # to no other model
     search = f"{url}/api/2.0/mlflow/experiments/search?max_results=10"
     assert httpx.get(search, auth=("serving", "serving-password-from-a-file"), timeout=10).status_code == 200
     assert httpx.get(search, auth=("serving", "wrong"), timeout=10).status_code == 401
@@ -287,7 +235,7 @@ def test_local_environment_runs_from_the_images_and_converges_after_a_kill(built
         summary = env.up()
         assert summary.images == {i: b.tag for i, b in built.items()}
         assert all(ok for _, ok, _ in summary.smoke), summary.smoke
-        names = {app: env.container_name(app) for app in ("serving", "tracking")}  # training is a Job's, not up's
+        names = {app: env.container_name(app) for app in IMAGES}
         assert all(pods.owned(n, env.owner) for n in names.values())
         assert_runs_as_its_pod(names["serving"], "serving")
         # A crash of the supervising client (SIGKILL) leaves its container behind: the next `up`

@@ -105,7 +105,6 @@ def test_an_interrupted_rollback_leaves_nothing_and_runs_again(world: dict[str, 
 def test_an_interrupted_image_pin_leaves_nothing_and_runs_again(world: dict[str, Any], tmp_path: Path) -> None:
     commit = git(world["clones"]["person"], "rev-parse", "HEAD")
     args = ["images", "pin", "--env", "dev", "--serving", "sha256:" + "1" * 64, "--tracking", "sha256:" + "2" * 64]
-    args += ["--training", "sha256:" + "4" * 64]
     args += ["--commit", commit, "--no-pr"]
     interrupted(world, tmp_path, args, POINTS["before the push"], signal.SIGINT)
     assert_nothing_left(world, "images/")

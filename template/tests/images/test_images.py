@@ -223,7 +223,7 @@ def test_targets_command_writes_step_outputs(repo: Path, tmp_path: Path, capsys:
     assert main([*argv, *(["--aws-role-arn", ROLE] if settings.aws else [])]) == 0
     text = out.read_text()
     outputs = dict(re.findall(r"^(\w+)<<MLOPS_EOF\n(.*?)\nMLOPS_EOF$", text, flags=re.M | re.S))
-    assert set(outputs) == {*IMAGES, "ecr_host", "gar_host", "gar_attestor", "gar_attestor_key", "commit"}
+    assert set(outputs) == {"serving", "tracking", "ecr_host", "gar_host", "gar_attestor", "gar_attestor_key", "commit"}
     assert outputs["commit"] == git(repo, "rev-parse", "HEAD")
     assert all(name.endswith(":run-7-1") for name in outputs["serving"].splitlines())
     assert bool(outputs["ecr_host"]) == (settings.aws is not None)

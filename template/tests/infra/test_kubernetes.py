@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 
 from infra.config import load_stack
-from infra.k8s import apps, dashboard, platform, serving, tracking, training
+from infra.k8s import apps, dashboard, platform, serving, tracking
 from infra.k8s.objects import Obj
 from pipelines.plan.graph import Plan, PlannedResource
 from pipelines.plan.mocks import SECRET
@@ -42,11 +42,7 @@ def app_objects(stack: str) -> list[Obj]:
     objects.append(serving.drift_cronjob(ctx, settings.monitoring, settings.images.serving, tracking_auth=True))
     objects.append(dashboard.dashboard_config_map(PROJECT, tags, settings.monitoring))
     objects += tracking.minio_objects(ctx, "bucket")
-    objects.append(tracking.users_job(ctx, "registry.example/tracking@sha256:" + "b" * 64, settings.serving.model.name))
-    trainer = "registry.example/training@sha256:" + "c" * 64
-    objects += training.training_objects(
-        ctx, settings.training, trainer, settings.serving.model.name, tracking_auth=True
-    )
+    objects.append(tracking.users_job(ctx, "registry.example/tracking@sha256:" + "b" * 64))
     objects += [platform.namespace(PROJECT, tags), *platform.network_policies(PROJECT, tags, minio=True)]
     objects += platform.rbac_objects(PROJECT, tags, PROJECT, {})
     return objects
@@ -181,16 +177,12 @@ def _secrets_used(inputs: dict[str, Any]) -> set[str]:
     pod = (spec.get("jobTemplate", {}).get("spec") or spec)["template"]["spec"]
     names = {v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v}
     for container in pod["containers"]:
-        names |= {
-            e["valueFrom"]["secretKeyRef"]["name"]
-            for e in container.get("env", [])
-            if "secretKeyRef" in e.get("valueFrom", {})
-        }
+        names |= {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e}
     return names
 
 
 def test_each_app_signs_in_to_mlflow_as_itself(plans: dict[str, Plan]) -> None:
-    """Serving, drift and training use their own users (made by the users Job); only that Job holds the admin's."""
+    """Serving and drift use their own users (made by the users Job); only that Job holds the admin's."""
     plan = plans["prod"]
     workloads = {
         (r.inputs["metadata"]["name"], r.name.split("-", 1)[0]): r
@@ -205,13 +197,7 @@ def test_each_app_signs_in_to_mlflow_as_itself(plans: dict[str, Plan]) -> None:
         assert apps.SERVING_CREDENTIALS in _secrets_used(workloads[(apps.SERVING, cluster)].inputs)
         assert apps.DRIFT_CREDENTIALS in _secrets_used(workloads[(apps.DRIFT, cluster)].inputs)
         job = workloads[(apps.USERS_JOB, cluster)]
-        assert apps.TRAINING_CREDENTIALS in _secrets_used(workloads[(apps.TRAINING, cluster)].inputs)
-        assert _secrets_used(job.inputs) == {
-            apps.ADMIN_CREDENTIALS,
-            apps.SERVING_CREDENTIALS,
-            apps.DRIFT_CREDENTIALS,
-            apps.TRAINING_CREDENTIALS,
-        }
+        assert _secrets_used(job.inputs) == {apps.ADMIN_CREDENTIALS, apps.SERVING_CREDENTIALS, apps.DRIFT_CREDENTIALS}
         assert any(d.endswith(f"::{cluster}-apps-tracking-deployment-{apps.TRACKING}") for d in job.dependencies)
     pods = [
         r for r in plan.resources if r.type.split(":")[-1] in ("Deployment", "StatefulSet", "Rollout", "Job", "CronJob")

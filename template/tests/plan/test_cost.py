@@ -17,7 +17,6 @@ from infra.pricing.assumptions import Assumptions, PoolAssumption
 from infra.pricing.estimate import estimate
 from infra.pricing.lines import Estimate
 from infra.pricing.table import PRICES_FILE, PriceTable, PriceTableError, load_prices, shipped_prices
-from infra.settings import Cloud
 from pipelines.plan.graph import Plan
 from pipelines.plan.policy import check_plan, engine_resources
 from policies.infra.pack import BY_NAME
@@ -408,18 +407,13 @@ def test_compare_shows_the_cost_change_of_a_pull_request(history: Path, capsys: 
 
     path = history / "stacks" / "Pulumi.prod.yaml"
     yaml = YAML()
-    for change in ("hours", "nodes"):
-        document = yaml.load(path.read_text())
-        for cloud in ("aws", "gcp"):
-            if key(cloud) in document["config"]:
-                pool = document["config"][key(cloud)]["cluster"]["spot_pool"]
-                if change == "hours":  # stated, not from the schedules: then the node count matters
-                    pool["hours_per_month"] = 360
-                else:
-                    pool["desired_nodes"] += 2
-        with path.open("w") as handle:
-            yaml.dump(document, handle)
-        commit(history, f"spot pool {change}")
+    document = yaml.load(path.read_text())
+    for cloud in ("aws", "gcp"):
+        if key(cloud) in document["config"]:
+            document["config"][key(cloud)]["cluster"]["spot_pool"]["desired_nodes"] += 2
+    with path.open("w") as handle:
+        yaml.dump(document, handle)
+    commit(history, "two more training nodes")
 
     assert main(["cost", "--env", "prod", "--compare", "HEAD~1", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -485,27 +479,3 @@ def test_compare_with_a_stack_the_base_lacks(history: Path, capsys: pytest.Captu
     assert main(["cost", "--env", "prod", "--compare", "HEAD~1", "--format", "json"]) == 0
     (change,) = json.loads(capsys.readouterr().out)["compare"]["stacks"]
     assert change["before_usd"] is None and change["delta_usd"] == change["after_usd"] > 0
-
-
-def test_a_scheduled_training_cronjob_prices_the_spot_pool_from_its_schedule(pinned_root: Path) -> None:
-    """`hours_per_month: null`: the spot pool runs one node per CronJob run (its expected minutes plus the
-    autoscaler's scale-down delay), so a daily schedule costs what its runs cost, not a flat guess."""
-    from infra.pricing.assumptions import SCALE_DOWN_MINUTES, Assumptions, runs_per_month
-
-    settings = load_stack(pinned_root, "prod")
-    assert not settings.training.scheduled and all(
-        c.spot_pool.hours_per_month is None for c in settings.clusters.values()
-    )
-    weekly = Assumptions.from_settings(settings)
-    daily_training = settings.training.model_copy(update={"scheduled": True, "schedule": "0 2 * * *"})
-    daily = Assumptions.from_settings(settings.model_copy(update={"training": daily_training}))
-    drift_runs = runs_per_month(settings.monitoring.drift_schedule)
-    assert drift_runs == 730 and runs_per_month("0 2 * * *") in (30, 31) and runs_per_month("17 3 * * 1") in (4, 5)
-    for cloud in weekly.pools:
-        before, after = weekly.pools[cloud]["batch"], daily.pools[cloud]["batch"]
-        assert before.nodes * before.hours == pytest.approx(drift_runs * (5 + SCALE_DOWN_MINUTES) / 60)
-        added = runs_per_month("0 2 * * *") * (settings.training.expected_minutes + SCALE_DOWN_MINUTES) / 60
-        assert after.nodes * after.hours == pytest.approx(before.nodes * before.hours + added)
-        assert after.nodes == max(settings.clusters[Cloud(cloud)].spot_pool.desired_nodes, 1)  # the baseline's
-        assert [j.name for j in after.from_jobs] == ["training", "model-drift"]
-    assert any("from its CronJobs' schedules (training 3" in line for line in daily.describe())

@@ -104,8 +104,6 @@ LOOSE_GITHUB_TRUST = json.dumps(
     }
 )
 IS_SERVING = lambda p: p.get("metadata", {}).get("name") == "serving"  # noqa: E731
-IS_TRAINING = lambda p: p.get("metadata", {}).get("name") == "training"  # noqa: E731
-CRONJOB = "kubernetes:batch/v1:CronJob"  # training: in every default stack once its image is pinned
 ROLLOUT = "kubernetes:argoproj.io/v1alpha1:Rollout"  # serving: a canary Rollout in every default stack
 IMAGE_POLICY = "kubernetes:policy.sigstore.dev/v1beta1:ClusterImagePolicy"
 IS_SPOT = lambda p: p.get("capacityType") == "SPOT" or p.get("nodeConfig", {}).get("spot") is True  # noqa: E731
@@ -415,27 +413,6 @@ RESOURCE_CASES: dict[str, tuple[str, Callable[[dict[str, Any]], bool], str, Any,
         if "aws" in CLOUDS
         else ("gcp:billing/budget:Budget", lambda p: True, "amount.specifiedAmount.units", "999999", False)
     ),
-    "kubernetes-batch-job-enable-deadline": (
-        CRONJOB,
-        IS_TRAINING,
-        "spec.jobTemplate.spec.activeDeadlineSeconds",
-        0,
-        True,
-    ),
-    "kubernetes-batch-cronjob-configure-spot-pool": (
-        CRONJOB,
-        IS_TRAINING,
-        "spec.jobTemplate.spec.template.spec.tolerations",
-        [{"key": "workload", "operator": "Equal", "value": "system", "effect": "NoSchedule"}],
-        True,
-    ),
-    "kubernetes-batch-job-enable-disruption-policy": (
-        CRONJOB,
-        IS_TRAINING,
-        "spec.jobTemplate.spec.podFailurePolicy",
-        {"rules": [{"action": "Count", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]},
-        True,
-    ),
     "kubernetes-argoproj-rollout-configure-bounded-first-step": (
         ROLLOUT,
         IS_SERVING,
@@ -529,12 +506,12 @@ def without(*types: str) -> Callable[[list[PlannedResource]], list[PlannedResour
 
 
 def more_node_pools(resources: list[PlannedResource]) -> list[PlannedResource]:
-    """Thirty more copies of every node pool: far more capacity than any default budget pays for."""
+    """Ten more copies of every node pool: far more capacity than any default budget pays for."""
     pools = [r for r in resources if r.type in ("aws:eks/nodeGroup:NodeGroup", "gcp:container/nodePool:NodePool")]
     return resources + [
         PlannedResource(**{**r.__dict__, "urn": f"{r.urn}-{i}", "name": f"{r.name}-{i}"})
         for r in pools
-        for i in range(30)
+        for i in range(10)
     ]
 
 

@@ -16,12 +16,7 @@ LONG_RUNNING = (
     "kubernetes:apps/v1:DaemonSet",
     ROLLOUT,  # an Argo Rollouts Rollout carries a pod template like a Deployment's
 )
-JOB = "kubernetes:batch/v1:Job"
-CRONJOB = "kubernetes:batch/v1:CronJob"
-WORKLOADS = (*LONG_RUNNING, JOB, CRONJOB)
-# The spot pool's taint (infra/naming.py BATCH_TAINT): batch work tolerates it, nothing else does.
-SPOT_TAINT_KEY = "workload"
-SPOT_TAINT_VALUE = "batch"
+WORKLOADS = (*LONG_RUNNING, "kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob")
 MAX_FIRST_WEIGHT = 25
 ALLOW_LOAD_BALANCER = "mlops/allow-load-balancer"
 
@@ -143,38 +138,6 @@ def _gated_rollout(resources: list[Resource], ctx: Context) -> Iterable[tuple[st
                 )
 
 
-def _job(props: Props) -> dict[str, Any]:
-    return dig(props, "spec", "jobTemplate", "spec") or dig(props, "spec") or {}
-
-
-def _deadline(props: Props, ctx: Context) -> Iterable[str]:
-    deadline = _job(props).get("activeDeadlineSeconds")
-    if not isinstance(deadline, int | float) or deadline <= 0:
-        yield "no activeDeadlineSeconds: a hung run holds its node (and its cost) until someone notices"
-
-
-def _on_spot(props: Props) -> bool:
-    return any(
-        t.get("key") == SPOT_TAINT_KEY and t.get("value") == SPOT_TAINT_VALUE
-        for t in as_list(_pod(props).get("tolerations"))
-    )
-
-
-def _spot_pool(props: Props, ctx: Context) -> Iterable[str]:
-    if not _on_spot(props):
-        yield f"the scheduled job does not tolerate the spot pool's taint ({SPOT_TAINT_KEY}={SPOT_TAINT_VALUE})"
-
-
-def _disruption_policy(props: Props, ctx: Context) -> Iterable[str]:
-    if not _on_spot(props):
-        return
-    rules = as_list(dig(_job(props), "podFailurePolicy", "rules"))
-    conditions = [as_list(r.get("onPodConditions")) for r in rules if r.get("action") == "Ignore"]
-    ignored = any(c.get("type") == "DisruptionTarget" for found in conditions for c in found)
-    if not ignored:
-        yield "on the spot pool without a podFailurePolicy that ignores DisruptionTarget: interruptions use up retries"
-
-
 def _first_step(props: Props, ctx: Context) -> Iterable[str]:
     limit = int(ctx.config.get("max_first_weight", MAX_FIRST_WEIGHT))
     weights = [step.get("setWeight") for step in as_list(_canary(props).get("steps")) if "setWeight" in step]
@@ -268,30 +231,6 @@ RULES = [
         (ROLLOUT,),
         check=_first_step,
         config_defaults={"max_first_weight": MAX_FIRST_WEIGHT},
-    ),
-    Rule(
-        "kubernetes-batch-job-enable-deadline",
-        "A Job without a deadline that hangs keeps its pod, and the node under it, running and billed forever.",
-        Severity.MEDIUM,
-        "Set activeDeadlineSeconds on every Job and CronJob job template (training.deadline_minutes).",
-        (JOB, CRONJOB),
-        check=_deadline,
-    ),
-    Rule(
-        "kubernetes-batch-cronjob-configure-spot-pool",
-        "Scheduled batch work on the on-demand system pool pays on-demand prices and competes with the apps.",
-        Severity.LOW,
-        f"Tolerate the spot pool's taint ({SPOT_TAINT_KEY}={SPOT_TAINT_VALUE}:NoSchedule) and prefer its nodes.",
-        (CRONJOB,),
-        check=_spot_pool,
-    ),
-    Rule(
-        "kubernetes-batch-job-enable-disruption-policy",
-        "On spot nodes interruptions are normal: counted as failures they exhaust backoffLimit and fail good runs.",
-        Severity.MEDIUM,
-        "Give Jobs on the spot pool a podFailurePolicy rule {action: Ignore, onPodConditions: [DisruptionTarget]}.",
-        (JOB, CRONJOB),
-        check=_disruption_policy,
     ),
     Rule(
         "kubernetes-networking-namespace-enable-network-policy",
