@@ -50,9 +50,12 @@ def test_every_server_has_its_own_process_group_and_state_files(local_env: tuple
 
 
 def test_lineage_and_decisions_are_recorded(local_env: tuple[LocalEnvironment, UpSummary]) -> None:
-    env, _ = local_env
+    env, summary = local_env
     client = client_for(env.tracking_uri())
-    prod = champion(client, registered_name("prod", env.model))
+    # The version the first `up` trained and promoted, not whatever prod serves now: other tests of this
+    # session (tests run in random order) promote versions of their own, trained without a dataset.
+    assert summary.trained_version is not None
+    prod = find_by_model_version(client, registered_name("prod", env.model), summary.trained_version)
     assert prod is not None
     for tag in ("model_version", "git_sha", "dataset_sha256", "training_config", "artifact_sha256", "explanation"):
         assert prod.tags.get(tag), tag  # copied with the version from dev's registry through staging's
